@@ -1,0 +1,521 @@
+"""The CircuitBreaker state machine, usable as ``breaker.call(f)``, ``@breaker`` and ``with breaker:``.
+
+Flow of a protected call: one lock-held admission decision (lock-free while CLOSED, where the
+answer is always yes) -> the call runs with no lock held -> one lock-held record of the outcome ->
+callbacks fired after the lock is released.
+
+Every admission is tagged with the *period* (one stay in one state) it entered under. An outcome
+moves the state machine only if its period is still the current one, so a call admitted before a
+trip that finishes late can neither close the breaker that opened meanwhile nor count against the
+window of a later CLOSED period. A half-open trial's permit belongs to its period: when the period
+ends, its permits end with it, so no permit can be lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Type, TypeVar, overload
+
+from typing_extensions import Concatenate, ParamSpec, Protocol
+
+from circuit_breakers.backoff import backoff_from_config
+from circuit_breakers.clock import SYSTEM_CLOCK, Clock
+from circuit_breakers.config import CircuitBreakerConfig, compile_matchers
+from circuit_breakers.errors import CircuitOpenException, ConfigError, ConfigTypeError
+from circuit_breakers.events import Callbacks, Pending, fire
+from circuit_breakers.types import CircuitState, CircuitType
+from circuit_breakers.window import BucketedWindow
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+S = TypeVar("S")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+
+
+class Protected(Protocol[P, R_co]):
+    """A function wrapped by a breaker: same signature, plus the ``breaker`` attribute.
+
+    The ``__get__`` overloads let type checkers bind it as a method, as the runtime does.
+    """
+
+    breaker: CircuitBreaker
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Protected[P, R_co]: ...
+
+    @overload
+    def __get__(self: Protected[Concatenate[S, P2], R], instance: S, owner: type) -> Protected[P2, R]: ...
+
+
+@dataclass(frozen=True)
+class BreakerMetrics:
+    """A snapshot of a breaker's counters. ``total_requests`` counts every finished or rejected call."""
+
+    total_requests: int
+    successful_requests: int
+    failed_requests: int
+    rejected_requests: int
+    ignored_requests: int
+    circuit_trips: int
+    last_failure_time: Optional[datetime]
+    last_recovery_time: Optional[datetime]
+
+
+class _Period:
+    """One stay in one state; the identity of the object is the admission tag."""
+
+    __slots__ = ("state", "started", "open_for", "forced", "in_flight", "successes", "trial_started")
+
+    def __init__(self, state: CircuitState, started: float, open_for: float = 0.0, forced: bool = False) -> None:
+        self.state = state
+        self.started = started
+        self.open_for = open_for  # OPEN: seconds until HALF_OPEN (ignored when forced)
+        self.forced = forced  # OPEN by force_open(): stays until force_close()/reset()
+        self.in_flight = 0  # HALF_OPEN: trial permits taken and not yet given back
+        self.successes = 0  # HALF_OPEN: trial successes so far
+        self.trial_started: Optional[float] = None  # HALF_OPEN: when the first trial was admitted
+
+
+def ensure_sync(func: Callable[..., Any]) -> None:
+    """Raise ConfigTypeError if ``func`` is not callable, or would return a coroutine or generator."""
+    if not callable(func):
+        raise ConfigTypeError(f"a protected function must be callable, got {func!r}")
+    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        raise ConfigTypeError(f"{func!r} is async; circuit_breakers protects blocking calls only")
+    if inspect.isgeneratorfunction(func):
+        raise ConfigTypeError(f"{func!r} is a generator function; its body would run outside the breaker")
+
+
+class CircuitBreaker:
+    """A thread-safe CLOSED / OPEN / HALF_OPEN breaker around any blocking call.
+
+    >>> breaker = CircuitBreaker("broker_api", CircuitType.CONNECTION_FAILURE)
+    >>> breaker.call(len, "abc")
+    3
+
+    Calls never hold the breaker's lock while the protected function or a callback runs, so any
+    number of threads call through one breaker at once. Transitions OPEN -> HALF_OPEN and
+    half-open timeouts are observed lazily, on the next call or status read (no timer threads).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        circuit_type: CircuitType = CircuitType.GENERIC,
+        config: Optional[CircuitBreakerConfig] = None,
+        *,
+        clock: Optional[Clock] = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"breaker name must be a non-empty str, got {name!r}")
+        if not isinstance(circuit_type, CircuitType):
+            raise ConfigTypeError(f"circuit_type must be a CircuitType, got {circuit_type!r}")
+        if config is None:
+            config = CircuitBreakerConfig()
+        elif not isinstance(config, CircuitBreakerConfig):
+            raise ConfigTypeError(f"config must be a CircuitBreakerConfig, got {config!r}")
+        if clock is None:
+            clock = SYSTEM_CLOCK
+        elif not isinstance(clock, Clock):
+            raise ConfigTypeError(f"clock must have monotonic() and now(), got {clock!r}")
+        self.name = name
+        self.circuit_type = circuit_type
+        self.config = config
+        self._clock = clock
+        self._mono = clock.monotonic
+        self._backoff = backoff_from_config(config)
+        self._is_excluded = compile_matchers(config.excluded_exceptions, on_error=False)
+        self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
+        self._on_trip: Callbacks[[str, CircuitType]] = Callbacks("trip")
+        self._on_recovery: Callbacks[[str, CircuitType]] = Callbacks("recovery")
+        self._on_state_change: Callbacks[[str, CircuitState, CircuitState]] = Callbacks("state change")
+        self._entries = threading.local()  # per-thread stack of `with` admissions
+        # _lock guards every attribute below; reading the single reference _period needs no lock.
+        self._lock = threading.Lock()
+        self._window = BucketedWindow(config.failure_window_seconds)
+        self._period = _Period(_CLOSED, self._mono())
+        self._zero_counters()
+
+    def _zero_counters(self) -> None:
+        self._consecutive_trips = 0
+        self._successes = self._failures = self._rejections = self._ignored = self._trips = 0
+        self._last_failure_time: Optional[datetime] = None
+        self._last_failure_message: Optional[str] = None
+        self._last_recovery_time: Optional[datetime] = None
+        self._opened_at: Optional[datetime] = None
+
+    # --- transitions (lock held) ------------------------------------------------------------
+
+    def _enter(self, state: CircuitState, now: float, pending: Pending, *, forced: bool = False) -> None:
+        old = self._period.state
+        open_for = 0.0
+        if state is _OPEN:
+            if forced:
+                open_for = self._backoff(max(self._consecutive_trips, 1))
+            else:
+                self._consecutive_trips += 1
+                open_for = self._backoff(self._consecutive_trips)
+            if old is not _OPEN:
+                self._trips += 1
+                self._opened_at = self._clock.now()
+                pending.append((self._on_trip, (self.name, self.circuit_type)))
+        elif state is _CLOSED:
+            self._consecutive_trips = 0
+            self._last_recovery_time = self._clock.now()
+            pending.append((self._on_recovery, (self.name, self.circuit_type)))
+        self._window.clear()
+        self._period = _Period(state, now, open_for, forced)
+        if old is not state:
+            pending.append((self._on_state_change, (self.name, old, state)))
+
+    def _refresh(self, now: float, pending: Pending) -> None:
+        """Apply the transitions that time alone causes."""
+        period = self._period
+        if period.state is _OPEN:
+            if not period.forced and now - period.started >= period.open_for:
+                self._enter(_HALF_OPEN, now, pending)
+        elif period.state is _HALF_OPEN:
+            started = period.trial_started
+            if started is not None and now - started >= self.config.half_open_timeout_seconds:
+                self._enter(_OPEN, now, pending)
+
+    def _retry_after(self, period: _Period, now: float) -> Optional[float]:
+        if period.state is _OPEN:
+            return None if period.forced else max(period.started + period.open_for - now, 0.0)
+        return 0.0 if period.state is _HALF_OPEN else None
+
+    # --- admission and outcomes -------------------------------------------------------------
+
+    def _admit(self) -> Optional[_Period]:
+        """Return the admission tag, or None after counting a rejection."""
+        period = self._period
+        if period.state is _CLOSED:
+            return period
+        pending: Pending = []
+        ticket: Optional[_Period] = None
+        with self._lock:
+            now = self._mono()
+            self._refresh(now, pending)
+            period = self._period
+            if period.state is _CLOSED:
+                ticket = period
+            elif period.state is _HALF_OPEN and period.in_flight < self.config.half_open_max_calls:
+                period.in_flight += 1
+                if period.trial_started is None:
+                    period.trial_started = now
+                ticket = period
+            else:
+                self._rejections += 1
+        if pending:
+            fire(pending)
+        return ticket
+
+    def _rejection(self) -> CircuitOpenException:
+        period = self._period
+        return CircuitOpenException(self.name, self.circuit_type, period.state, self._retry_after(period, self._mono()))
+
+    def _admit_or_raise(self) -> _Period:
+        ticket = self._admit()
+        if ticket is None:
+            raise self._rejection()
+        return ticket
+
+    def _succeeded(self, ticket: _Period) -> None:
+        pending: Pending = []
+        with self._lock:
+            self._successes += 1
+            if ticket.state is _CLOSED:
+                if ticket is self._period:
+                    self._window.add(self._mono(), False)
+            elif ticket.state is _HALF_OPEN:
+                now = self._mono()
+                self._refresh(now, pending)
+                # in_flight == 0: an untagged record_success() for a call admitted before this period.
+                if ticket is self._period and ticket.in_flight > 0:
+                    ticket.in_flight -= 1
+                    ticket.successes += 1
+                    if ticket.successes >= self.config.success_threshold:
+                        self._enter(_CLOSED, now, pending)
+        if pending:
+            fire(pending)
+
+    def _failed(self, ticket: _Period, error: object) -> None:
+        pending: Pending = []
+        with self._lock:
+            now = self._mono()
+            self._failures += 1
+            self._last_failure_time = self._clock.now()
+            self._last_failure_message = _describe(error)
+            if ticket.state is _HALF_OPEN:
+                self._refresh(now, pending)
+            if ticket is self._period:
+                if ticket.state is _CLOSED:
+                    window = self._window
+                    window.add(now, True)
+                    config = self.config
+                    if window.failures >= config.failure_threshold or (
+                        window.calls >= config.minimum_calls
+                        and window.failures / window.calls >= config.failure_rate_threshold
+                    ):
+                        self._enter(_OPEN, now, pending)
+                elif ticket.state is _HALF_OPEN:
+                    self._enter(_OPEN, now, pending)
+        if pending:
+            fire(pending)
+
+    def _ignored_outcome(self, ticket: _Period) -> None:
+        with self._lock:
+            self._ignored += 1
+            if ticket.state is _HALF_OPEN and ticket is self._period:
+                ticket.in_flight -= 1
+
+    def _raised(self, ticket: _Period, exc: BaseException) -> None:
+        """Record an exception that left a protected call: failure, or neither (see the config)."""
+        if isinstance(exc, Exception) and not self._is_excluded(exc) and self._is_failure(exc):
+            self._failed(ticket, exc)
+        else:
+            self._ignored_outcome(ticket)
+
+    # --- call styles --------------------------------------------------------------------------
+
+    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``func(*args, **kwargs)`` through the breaker and return its result.
+
+        Blocks for as long as ``func`` does. Raises CircuitOpenException without calling ``func``
+        while the breaker rejects calls; otherwise re-raises whatever ``func`` raised.
+        """
+        ticket = self._admit_or_raise()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._raised(ticket, exc)
+            raise
+        self._succeeded(ticket)
+        return result
+
+    def __call__(self, func: Callable[P, R]) -> Protected[P, R]:
+        """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
+        ensure_sync(func)
+        admit, succeeded, raised = self._admit_or_raise, self._succeeded, self._raised
+
+        @functools.wraps(func)
+        def protected(*args: P.args, **kwargs: P.kwargs) -> R:
+            ticket = admit()
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                raised(ticket, exc)
+                raise
+            succeeded(ticket)
+            return result
+
+        protected.breaker = self  # type: ignore[attr-defined]
+        return protected  # type: ignore[return-value]
+
+    def __enter__(self) -> CircuitBreaker:
+        """Admit the block as one protected call; raises CircuitOpenException while rejecting."""
+        ticket = self._admit_or_raise()
+        try:
+            stack: List[_Period] = self._entries.stack
+        except AttributeError:
+            stack = self._entries.stack = []
+        stack.append(ticket)
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        ticket = self._entries.stack.pop()
+        if exc is None:
+            self._succeeded(ticket)
+        else:
+            self._raised(ticket, exc)
+
+    def allow(self) -> bool:
+        """Return whether a call may go ahead now, without raising. Never blocks.
+
+        When it admits a half-open trial it takes a permit: report the outcome with
+        :meth:`record_success` or :meth:`record_failure`, which give it back.
+        """
+        return self._admit() is not None
+
+    def record_success(self) -> None:
+        """Report a success of a call made after :meth:`allow`.
+
+        While HALF_OPEN it counts as a trial success only if a trial permit is out; otherwise it
+        is taken for the late outcome of a call admitted earlier and only counted in the metrics.
+        """
+        self._succeeded(self._period)
+
+    def record_failure(self, error: object = None) -> None:
+        """Report a failure (an exception or a message) of a call made after :meth:`allow`.
+
+        Counted as a failure whatever its type (the exception filters of the config apply only to
+        calls the breaker makes itself), and in any state: a reported failure errs on the safe side.
+        """
+        self._failed(self._period, error)
+
+    # --- manual control -----------------------------------------------------------------------
+
+    def _move(self, state: CircuitState, pending: Pending, *, forced: bool = False, zero: bool = False) -> bool:
+        """Go to ``state``, collecting the events in ``pending`` for the caller to fire; True if it changed.
+
+        For owners (the trading facade) that drive a breaker under their own lock.
+        """
+        with self._lock:
+            changed = self._period.state is not state or forced != self._period.forced
+            if changed:
+                self._enter(state, self._mono(), pending, forced=forced)
+            if zero:  # a fresh period too, so that calls in flight no longer count
+                self._zero_counters()
+                self._window.clear()
+                self._period = _Period(_CLOSED, self._mono())
+        return changed
+
+    def _set(self, state: CircuitState, *, forced: bool = False, zero: bool = False) -> None:
+        pending: Pending = []
+        self._move(state, pending, forced=forced, zero=zero)
+        fire(pending)
+
+    def force_open(self) -> None:
+        """Open the breaker and keep it open until :meth:`force_close` or :meth:`reset`."""
+        self._set(_OPEN, forced=True)
+
+    def force_close(self) -> None:
+        """Close the breaker now (a recovery: the backoff restarts). In-flight calls no longer count."""
+        self._set(_CLOSED)
+
+    def reset(self) -> None:
+        """Return to the initial state: CLOSED, empty window, backoff restarted, every metric zero."""
+        self._set(_CLOSED, zero=True)
+
+    # --- callbacks ----------------------------------------------------------------------------
+
+    def register_trip_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
+        """Call ``callback(name, circuit_type)`` each time the breaker opens."""
+        self._on_trip.add(callback)
+
+    def register_recovery_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
+        """Call ``callback(name, circuit_type)`` each time the breaker closes after being open."""
+        self._on_recovery.add(callback)
+
+    def register_state_change_callback(self, callback: Callable[[str, CircuitState, CircuitState], object]) -> None:
+        """Call ``callback(name, old_state, new_state)`` on every state change."""
+        self._on_state_change.add(callback)
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def _observe(self) -> _Period:
+        period = self._period
+        if period.state is _CLOSED:
+            return period
+        pending: Pending = []
+        with self._lock:
+            self._refresh(self._mono(), pending)
+            period = self._period
+        if pending:
+            fire(pending)
+        return period
+
+    @property
+    def state(self) -> CircuitState:
+        """The current state (an OPEN breaker whose timeout has passed reads HALF_OPEN)."""
+        return self._observe().state
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is _OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is _CLOSED
+
+    @property
+    def is_half_open(self) -> bool:
+        return self.state is _HALF_OPEN
+
+    @property
+    def current_backoff(self) -> float:
+        """Open timeout in seconds of the current trip (while CLOSED: of the next trip)."""
+        with self._lock:
+            return self._backoff(max(self._consecutive_trips, 1))
+
+    @property
+    def metrics(self) -> BreakerMetrics:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return self._metrics()
+
+    def _metrics(self) -> BreakerMetrics:
+        return BreakerMetrics(
+            total_requests=self._successes + self._failures + self._rejections + self._ignored,
+            successful_requests=self._successes,
+            failed_requests=self._failures,
+            rejected_requests=self._rejections,
+            ignored_requests=self._ignored,
+            circuit_trips=self._trips,
+            last_failure_time=self._last_failure_time,
+            last_recovery_time=self._last_recovery_time,
+        )
+
+    def get_status(self) -> Dict[str, Any]:
+        """Return a JSON-serialisable snapshot of state, window, backoff and metrics."""
+        pending: Pending = []
+        with self._lock:
+            now = self._mono()
+            self._refresh(now, pending)
+            period = self._period
+            calls, failures = self._window.totals(now)
+            metrics = self._metrics()
+            status: Dict[str, Any] = {
+                "name": self.name,
+                "type": self.circuit_type.value,
+                "state": period.state.value,
+                "forced_open": period.forced,
+                "failures_in_window": failures,
+                "calls_in_window": calls,
+                "failure_rate": failures / calls if calls else 0.0,
+                "consecutive_trips": self._consecutive_trips,
+                "current_open_timeout": self._backoff(max(self._consecutive_trips, 1)),
+                "seconds_until_retry": self._retry_after(period, now),
+                "half_open_in_flight": period.in_flight,
+                "total_requests": metrics.total_requests,
+                "successful_requests": metrics.successful_requests,
+                "failed_requests": metrics.failed_requests,
+                "rejected_requests": metrics.rejected_requests,
+                "ignored_requests": metrics.ignored_requests,
+                "circuit_trips": metrics.circuit_trips,
+                "last_failure_time": _iso(metrics.last_failure_time),
+                "last_failure_message": self._last_failure_message,
+                "last_recovery_time": _iso(metrics.last_recovery_time),
+                "opened_at": _iso(self._opened_at) if period.state is not _CLOSED else None,
+            }
+        fire(pending)
+        return status
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self.circuit_type.value} {self._period.state.value}>"
+
+
+def _iso(moment: Optional[datetime]) -> Optional[str]:
+    return None if moment is None else moment.isoformat()
+
+
+def _describe(error: object) -> Optional[str]:
+    if error is None:
+        return None
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"
+    return str(error)

@@ -1,0 +1,105 @@
+"""Every exception the library raises, under one base class.
+
+::
+
+    CircuitBreakerError
+    ├── ConfigError (also ValueError)          a setting or argument has a bad value
+    ├── ConfigTypeError (also TypeError)       a setting or argument has the wrong type
+    ├── DuplicateBreakerError (also ValueError) a breaker name is already registered
+    ├── UnknownBreakerError (also KeyError)    no breaker has that name
+    ├── CircuitOpenException                   a call was rejected by an open breaker
+    ├── RateLimitExceeded                      a rate limit refused a permit
+    ├── TradingHalted                          trading is blocked; carries the reasons
+    ├── KillSwitchError                        the kill switch cannot be reset as asked
+    └── StateStoreError                        durable state cannot be read or written
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from circuit_breakers.types import CircuitState, CircuitType
+
+
+class CircuitBreakerError(Exception):
+    """Base class of every exception raised by ``circuit_breakers``."""
+
+
+class ConfigError(CircuitBreakerError, ValueError):
+    """Raised when a setting or argument has a bad value; the message names the field and value."""
+
+
+class ConfigTypeError(CircuitBreakerError, TypeError):
+    """Raised when a setting or argument has the wrong type; the message names the field and value."""
+
+
+class DuplicateBreakerError(CircuitBreakerError, ValueError):
+    """Raised when a breaker is created under a name that is taken, or asked for with another config."""
+
+
+class UnknownBreakerError(CircuitBreakerError, KeyError):
+    """Raised when no breaker has the given name; ``known`` lists the names that exist."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        super().__init__(f"unknown breaker {name!r}; known breakers: {', '.join(self.known)}")
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would quote the whole message.
+        return str(self.args[0])
+
+
+class CircuitOpenException(CircuitBreakerError):
+    """Raised instead of calling the protected function while the breaker rejects calls.
+
+    ``retry_after`` is the number of seconds until the breaker admits a trial call, ``0.0`` when
+    it is half-open with every trial permit taken, and ``None`` when it was forced open and
+    stays open until someone closes it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        circuit_type: CircuitType,
+        state: CircuitState,
+        retry_after: Optional[float],
+    ) -> None:
+        self.name = name
+        self.circuit_type = circuit_type
+        self.state = state
+        self.retry_after = retry_after
+        if retry_after is None:
+            detail = "forced open until closed by hand"
+        elif retry_after > 0:
+            detail = f"next trial call in {retry_after:.3f}s"
+        else:
+            detail = "all half-open trial permits are taken"
+        super().__init__(f"circuit breaker {name!r} is {state.value}: {detail}")
+
+
+class RateLimitExceeded(CircuitBreakerError):
+    """Raised when a rate limiter refuses a permit; ``retry_after`` is the wait for the next one."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(f"rate limit {name!r} exceeded; next permit in {retry_after:.3f}s")
+
+
+class TradingHalted(CircuitBreakerError):
+    """Raised by ``trade_guard`` when trading is blocked; ``reasons`` says why, one line a breaker."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        self.reasons = tuple(reasons)
+        super().__init__("trading halted: " + "; ".join(self.reasons))
+
+
+class KillSwitchError(CircuitBreakerError):
+    """Raised when the kill switch cannot be reset as asked (no key configured, locked out)."""
+
+
+class StateStoreError(CircuitBreakerError):
+    """Raised when durable state cannot be read or written; the cause is chained."""

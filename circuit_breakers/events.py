@@ -1,0 +1,69 @@
+"""Callback registries and safe dispatch.
+
+Callbacks always run *outside* the owner's lock (so they may call back into it), synchronously on
+the thread whose action caused the event. Each runs in its own ``try``: one that raises is logged
+with its traceback and never reaches the caller, the owner or the other callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any, Callable, Generic, List, Tuple
+
+from typing_extensions import ParamSpec
+
+from circuit_breakers.config import check_callable
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+
+
+class Callbacks(Generic[P]):
+    """A thread-safe list of callbacks sharing one signature. Registration order is call order."""
+
+    __slots__ = ("_event", "_lock", "_items")
+
+    def __init__(self, event: str) -> None:
+        self._event = event
+        self._lock = threading.Lock()  # guards writes to _items; readers take the tuple as it is
+        self._items: Tuple[Callable[P, object], ...] = ()
+
+    def add(self, callback: Callable[P, object]) -> None:
+        """Register ``callback``; raises ConfigTypeError if it is not callable."""
+        check_callable(f"{self._event} callback", callback)
+        with self._lock:
+            self._items = (*self._items, callback)
+
+    def remove(self, callback: Callable[P, object]) -> None:
+        """Unregister ``callback``; raises ValueError if it was not registered."""
+        with self._lock:
+            items = list(self._items)
+            items.remove(callback)
+            self._items = tuple(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def dispatch(self, *args: P.args, **kwargs: P.kwargs) -> List[Tuple[Callable[P, object], BaseException]]:
+        """Call every callback; return the (callback, exception) pairs of those that raised."""
+        errors: List[Tuple[Callable[P, object], BaseException]] = []
+        for callback in self._items:
+            try:
+                callback(*args, **kwargs)
+            except Exception as exc:
+                logger.exception("%s callback %r raised; ignored", self._event, callback)
+                errors.append((callback, exc))
+        return errors
+
+
+Pending = List[Tuple["Callbacks[Any]", Tuple[Any, ...]]]
+"""Events collected under a lock, to be fired with :func:`fire` once it is released."""
+
+
+def fire(pending: Iterable[Tuple[Callbacks[Any], Tuple[Any, ...]]]) -> None:
+    """Dispatch collected events in order. Call with no lock held."""
+    for callbacks, args in pending:
+        callbacks.dispatch(*args)

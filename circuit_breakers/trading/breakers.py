@@ -1,0 +1,745 @@
+"""TradingCircuitBreakers: the six trading breakers over a PortfolioProvider, and the trading API.
+
+Data flow: read the provider (no lock held) -> judge the reading with the pure rules and update
+latches under the facade's lock -> fire callbacks after the lock is released. ``can_trade()`` is
+a lock-free read of flags the evaluation maintains; it never calls the provider.
+
+The facade's own latches are the truth. The breakers in :attr:`TradingCircuitBreakers.manager`
+(``daily_loss``, ``max_drawdown``, ``volatility``, ``connection``) mirror them for status views;
+opening or closing those by hand does not release a halt (``connection`` is the exception: it is
+a real breaker fed by ``trade_guard`` and ``record_connection_*``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import os
+import threading
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
+
+from typing_extensions import ParamSpec
+
+from circuit_breakers.breaker import ensure_sync
+from circuit_breakers.clock import SYSTEM_CLOCK, Clock
+from circuit_breakers.config import CircuitBreakerConfig, to_decimal
+from circuit_breakers.errors import (
+    ConfigTypeError,
+    KillSwitchError,
+    StateStoreError,
+    TradingHalted,
+    UnknownBreakerError,
+)
+from circuit_breakers.events import Callbacks, Pending, fire
+from circuit_breakers.ratelimit import Limit, RateLimiter
+from circuit_breakers.registry import CircuitBreakerManager
+from circuit_breakers.stores.base import StateStore
+from circuit_breakers.stores.file import FileStore
+from circuit_breakers.stores.memory import MemoryStore
+from circuit_breakers.trading import rules
+from circuit_breakers.trading.config import TradingBreakerConfig
+from circuit_breakers.trading.killswitch import AuditLog, ResetGuard, ResetKey
+from circuit_breakers.trading.monitor import Monitor
+from circuit_breakers.trading.provider import PortfolioProvider, Reading, checked_decimal, take_reading
+from circuit_breakers.trading.rules import Level, Verdict
+from circuit_breakers.trading.status import TradingStatus
+from circuit_breakers.types import CircuitState, CircuitType
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BREAKER_NAMES = ("daily_loss", "max_drawdown", "position_concentration", "volatility", "rate_limit", "connection")
+_LATCHES = {
+    "daily_loss": CircuitType.DAILY_LOSS,
+    "max_drawdown": CircuitType.MAX_DRAWDOWN,
+    "volatility": CircuitType.VOLATILITY,
+}
+_DAY_HALTS = ("daily_loss", "volatility")  # lift when the trading day rolls over
+
+
+class _Trip:
+    """A latched halt: why, when, and on which trading day."""
+
+    __slots__ = ("at", "at_mono", "day", "reason")
+
+    def __init__(self, reason: str, at: dt.datetime, at_mono: float, day: dt.date) -> None:
+        self.reason, self.at, self.at_mono, self.day = reason, at, at_mono, day
+
+
+class TradingCircuitBreakers:
+    """Daily loss, max drawdown (kill switch), concentration, volatility, order rate and connection breakers.
+
+    Every method is thread-safe. Only ``check_now()``, ``start_monitoring()`` and
+    ``check_position_concentration()`` call the provider (and block while it does); ``can_trade()``
+    and ``get_blocking_reasons()`` never do.
+
+    ``reset_key`` (str or bytes) is kept only as a salted scrypt hash; without it the kill switch
+    cannot be reset when ``require_manual_reset`` is on. With ``state_path`` the kill switch, the
+    day halts and the high-water mark survive restarts (atomic JSON file; an audit trail of engages
+    and resets is appended to ``<state_path>.audit.jsonl``); a state file that cannot be read
+    engages the kill switch.
+    """
+
+    def __init__(
+        self,
+        provider: PortfolioProvider,
+        config: Optional[TradingBreakerConfig] = None,
+        *,
+        reset_key: Union[str, bytes, None] = None,
+        state_path: Union[str, os.PathLike[str], None] = None,
+        clock: Optional[Clock] = None,
+    ) -> None:
+        if not isinstance(provider, PortfolioProvider):
+            raise ConfigTypeError(f"provider must implement PortfolioProvider, got {provider!r}")
+        if config is None:
+            config = TradingBreakerConfig()
+        elif not isinstance(config, TradingBreakerConfig):
+            raise ConfigTypeError(f"config must be a TradingBreakerConfig, got {config!r}")
+        self.provider = provider
+        self.config = config
+        self._clock = SYSTEM_CLOCK if clock is None else clock
+        self._mono = self._clock.monotonic
+        self._stale_after = config.stale_after
+        self._guard = ResetGuard(
+            ResetKey(reset_key) if reset_key is not None else None,
+            clock=self._clock,
+            max_attempts=config.reset_max_attempts,
+            lockout_seconds=config.reset_lockout_seconds,
+        )
+        self._store: StateStore
+        if state_path is not None:
+            file_store = FileStore(state_path)
+            file_store.check_writable()
+            self._store = file_store
+            audit_path: Optional[str] = os.fspath(state_path) + ".audit.jsonl"
+        else:
+            self._store = MemoryStore()
+            audit_path = None
+        self._audit = AuditLog(audit_path, clock=self._clock)
+
+        self.manager = CircuitBreakerManager(clock=self._clock)
+        self._mirrors = {name: self.manager.create_circuit_breaker(name, kind) for name, kind in _LATCHES.items()}
+        self._connection = self.manager.create_circuit_breaker(
+            "connection",
+            CircuitType.CONNECTION_FAILURE,
+            CircuitBreakerConfig(
+                failure_threshold=config.connection_failure_threshold,
+                failure_rate_threshold=1.0,
+                failure_window_seconds=60,
+                open_timeout_seconds=config.connection_timeout_seconds,
+                max_backoff_seconds=max(config.cooldown_seconds, config.connection_timeout_seconds),
+                success_threshold=1,
+                failure_exceptions=config.connection_errors,
+            ),
+        )
+        self._limiter = RateLimiter(
+            Limit(config.max_orders_per_minute, 60),
+            Limit(config.max_orders_per_hour, 3600),
+            name="rate_limit",
+            clock=self._clock,
+        )
+        self._on_trip: Callbacks[[str, str]] = Callbacks("trading trip")
+        self._on_warning: Callbacks[[str, str]] = Callbacks("trading warning")
+        self._on_recovery: Callbacks[[str]] = Callbacks("trading recovery")
+        self._connection.register_trip_callback(
+            lambda name, _type: self._on_trip.dispatch(name, self._connection_reason())
+        )
+        self._connection.register_recovery_callback(lambda name, _type: self._on_recovery.dispatch(name))
+        self._monitor = Monitor(self, config.check_interval_seconds, name=f"circuit_breakers-monitor-{id(self):x}")
+
+        # _lock guards everything below; the mirrors' and the connection breaker's locks are only
+        # ever taken inside it, never the other way round.
+        self._lock = threading.Lock()
+        self._trips: Dict[str, _Trip] = {}  # latched halts: daily_loss, max_drawdown (kill switch), volatility
+        self._last_trips: Dict[str, _Trip] = {}  # most recent trip of each breaker, for status
+        self._faults: Dict[str, str] = {}  # fail-closed conditions: provider, monitor, state
+        self._warnings: Dict[str, str] = {}  # breakers at or past their warning level
+        self._verdicts: Dict[str, Verdict] = {}
+        self._reading: Optional[Reading] = None
+        self._bad_readings = 0
+        self._last_good: Optional[float] = None
+        self._monitoring = False
+        self._high_water: Optional[Decimal] = None
+        self._baseline = Decimal(0)  # provider drawdown at the last kill-switch reset
+        self._drawdowns: Dict[str, Decimal] = {}
+        self._attention = False  # any latch or fault: can_trade() takes the slow path
+        self._restore()
+
+    # --- durable state ------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        try:
+            state = self._store.load()
+        except StateStoreError as exc:
+            logger.error("%s; engaging the kill switch until it is reset with the key", exc)
+            with self._lock:
+                self._engage(
+                    f"state unreadable: {exc}",
+                    self._mono(),
+                    self._clock.now(),
+                    [],
+                    actor="circuit_breakers",
+                    persist=False,
+                )
+            return
+        if not state:
+            self._persist_or_fault()
+            return
+        with self._lock:
+            now = self._clock.now()
+            for name in _LATCHES:
+                entry = state.get(name)
+                if isinstance(entry, dict) and entry.get("halted"):
+                    day = dt.date.fromisoformat(entry["trading_day"])
+                    at = dt.datetime.fromisoformat(entry["since"])
+                    self._latch(name, str(entry["reason"]), now, self._mono(), [], day=day, at=at)
+            if state.get("high_water_mark") is not None:
+                self._high_water = to_decimal("high_water_mark", state["high_water_mark"])
+            self._baseline = to_decimal("drawdown_baseline_pct", state.get("drawdown_baseline_pct", "0"))
+        if "max_drawdown" in self._trips:
+            logger.warning("kill switch restored engaged from %s", self._store.describe())
+
+    def _state_document(self) -> Dict[str, Any]:
+        document: Dict[str, Any] = {
+            "high_water_mark": None if self._high_water is None else str(self._high_water),
+            "drawdown_baseline_pct": str(self._baseline),
+        }
+        for name in _LATCHES:
+            trip = self._trips.get(name)
+            document[name] = (
+                {
+                    "halted": True,
+                    "reason": trip.reason,
+                    "since": trip.at.isoformat(),
+                    "trading_day": trip.day.isoformat(),
+                }
+                if trip
+                else {"halted": False}
+            )
+        return document
+
+    def _persist_or_fault(self) -> None:
+        """Write the state document; a failure blocks trading until a later write succeeds.
+
+        Called with the lock held (or before other threads exist): the document must be written
+        in the order of the changes it records.
+        """
+        try:
+            self._store.save(self._state_document())
+        except StateStoreError as exc:
+            logger.error("%s; trading is blocked until the state can be written", exc)
+            self._faults["state"] = str(exc)
+        else:
+            self._faults.pop("state", None)
+        self._attention = bool(self._trips or self._faults)
+
+    # --- latches (lock held) -------------------------------------------------------------------
+
+    def _latch(
+        self,
+        name: str,
+        reason: str,
+        now: dt.datetime,
+        mono: float,
+        pending: Pending,
+        *,
+        day: Optional[dt.date] = None,
+        at: Optional[dt.datetime] = None,
+    ) -> None:
+        trip = _Trip(reason, at or now, mono, day or self.config.trading_day(now))
+        self._trips[name] = self._last_trips[name] = trip
+        self._mirrors[name]._move(CircuitState.OPEN, pending, forced=True)
+        self._attention = True
+        pending.append((self._on_trip, (name, reason)))
+
+    def _release(self, name: str, pending: Pending) -> bool:
+        if self._trips.pop(name, None) is None:
+            return False
+        self._mirrors[name]._move(CircuitState.CLOSED, pending)
+        self._attention = bool(self._trips or self._faults)
+        pending.append((self._on_recovery, (name,)))
+        return True
+
+    def _engage(
+        self, reason: str, mono: float, now: dt.datetime, pending: Pending, *, actor: str, persist: bool = True
+    ) -> None:
+        if "max_drawdown" in self._trips:
+            return
+        self._latch("max_drawdown", reason, now, mono, pending)
+        self._audit.record("kill_switch_engaged", reason=reason, actor=actor)
+        if persist:
+            self._persist_or_fault()
+
+    def _warn(self, name: str, verdict: Verdict, pending: Pending) -> None:
+        """Fire a warning once per crossing of the warning level; forget it when the figure recovers."""
+        if verdict.level >= Level.WARN:
+            if name not in self._warnings:
+                pending.append((self._on_warning, (name, verdict.message)))
+            self._warnings[name] = verdict.message
+        else:
+            self._warnings.pop(name, None)
+
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def check_now(self) -> TradingStatus:
+        """Read the provider once, apply every rule, and return the status.
+
+        Blocks while the provider answers; runs on the caller's thread (the monitor calls the
+        same code). A provider that raises or answers garbage is logged and counted; after
+        ``connection_failure_threshold`` bad readings in a row trading halts until a good one.
+        """
+        try:
+            reading: Optional[Reading] = take_reading(self.provider, self.config.volatility_lookback_days)
+            error = ""
+        except Exception as exc:
+            reading, error = None, f"{type(exc).__name__}: {exc}"
+            logger.warning("bad provider reading: %s", error)
+        pending: Pending = []
+        with self._lock:
+            mono, now = self._mono(), self._clock.now()
+            if reading is None:
+                self._bad_readings += 1
+                if self._bad_readings >= self.config.connection_failure_threshold:
+                    if "provider" not in self._faults:
+                        pending.append((self._on_trip, ("provider", error)))
+                    self._faults["provider"] = (
+                        f"{self._bad_readings} bad readings in a row "
+                        f"(threshold {self.config.connection_failure_threshold}); last: {error}"
+                    )
+                    self._attention = True
+            else:
+                self._bad_readings = 0
+                self._last_good = mono
+                if self._faults.pop("provider", None) is not None:
+                    pending.append((self._on_recovery, ("provider",)))
+                self._attention = bool(self._trips or self._faults)
+                self._evaluate(reading, mono, now, pending)
+            self._apply_time_rules(mono, now, pending)
+        fire(pending)
+        return self.get_status()
+
+    def _evaluate(self, reading: Reading, mono: float, now: dt.datetime, pending: Pending) -> None:
+        self._reading = reading
+        config = self.config
+        dirty = False
+        if self._high_water is None or reading.total_value > self._high_water:
+            self._high_water = reading.total_value
+            dirty = True
+        if self._baseline < 0 and reading.max_drawdown_pct >= 0:
+            self._baseline, dirty = Decimal(0), True  # the provider saw a new peak
+        own = rules.drawdown_from_peak(reading.total_value, self._high_water)
+        theirs = rules.rebased_drawdown(reading.max_drawdown_pct, self._baseline)
+        self._drawdowns = {"own": own, "provider": theirs, "effective": min(own, theirs)}
+
+        verdicts = {
+            "daily_loss": rules.daily_loss(reading.daily_pnl_pct, config),
+            "max_drawdown": rules.drawdown(min(own, theirs), config),
+            "volatility": rules.volatility(reading.daily_pnl_pct, reading.daily_returns, config),
+        }
+        self._verdicts.update(verdicts)
+        for name, verdict in verdicts.items():
+            if name != "volatility":  # it has no warning level
+                self._warn(name, verdict, pending)
+            if verdict.level is Level.TRIP and name not in self._trips:
+                if name == "max_drawdown":
+                    self._engage(verdict.message, mono, now, pending, actor="circuit_breakers")
+                    dirty = False
+                else:
+                    self._latch(name, verdict.message, now, mono, pending)
+                    dirty = True
+        if dirty:
+            self._persist_or_fault()
+
+    def _apply_time_rules(self, mono: float, now: dt.datetime, pending: Pending) -> None:
+        """Lift day halts on a new trading day, and (with auto_recovery) after the cooldown if cleared."""
+        if not self._trips:
+            return
+        today = self.config.trading_day(now)
+        changed = False
+        for name in _DAY_HALTS:
+            trip = self._trips.get(name)
+            if trip is None:
+                continue
+            cleared = self._verdicts.get(name, Verdict(Level.OK, None, "")).level is not Level.TRIP
+            cooled = self.config.auto_recovery and mono - trip.at_mono >= self.config.cooldown_seconds
+            if trip.day != today or (cooled and cleared):
+                changed |= self._release(name, pending)
+        if changed:
+            self._persist_or_fault()
+
+    # --- trading API --------------------------------------------------------------------------
+
+    def can_trade(self) -> bool:
+        """Whether trading may go ahead now. Never calls the provider; never blocks on I/O.
+
+        False while the kill switch, a daily-loss or volatility halt, or an open connection
+        breaker holds, while the provider fails, the state cannot be written, or (while
+        monitoring) the last good reading is older than the staleness bound.
+        """
+        if self._attention or self._connection._period.state is CircuitState.OPEN:
+            return not self.get_blocking_reasons()
+        if self._monitoring:
+            last = self._last_good
+            if last is None or self._mono() - last > self._stale_after:
+                return False
+        return True
+
+    def get_blocking_reasons(self) -> List[str]:
+        """One line for each thing that blocks trading now, each starting with the breaker's name."""
+        connection = self._connection_block()
+        pending: Pending = []
+        with self._lock:
+            mono = self._mono()
+            self._apply_time_rules(mono, self._clock.now(), pending)
+            reasons = self._reasons(mono, connection)
+        fire(pending)
+        return reasons
+
+    def _reasons(self, mono: float, connection: Optional[str]) -> List[str]:
+        reasons = []
+        if "max_drawdown" in self._trips:
+            reasons.append(f"max_drawdown: kill switch engaged: {self._trips['max_drawdown'].reason}")
+        for name in _DAY_HALTS:
+            if name in self._trips:
+                reasons.append(f"{name}: {self._trips[name].reason}")
+        if connection is not None:
+            reasons.append(f"connection: {connection}")
+        for name, reason in self._faults.items():
+            reasons.append(f"{name}: {reason}")
+        if self._monitoring and "monitor" not in self._faults:
+            if self._last_good is None:
+                reasons.append("monitor: no good provider reading yet")
+            elif mono - self._last_good > self._stale_after:
+                reasons.append(
+                    f"monitor: last good reading {mono - self._last_good:.1f}s ago (limit {self._stale_after:g}s)"
+                )
+        return reasons
+
+    def _connection_block(self) -> Optional[str]:
+        """Why the connection breaker blocks, or None. Call with the facade lock released: reading the
+        breaker may fire its callbacks."""
+        return self._connection_reason() if self._connection.state is CircuitState.OPEN else None
+
+    def _connection_reason(self) -> str:
+        status = self._connection.get_status()
+        retry = status["seconds_until_retry"]
+        return (
+            f"{status['failed_requests']} failures (threshold {self.config.connection_failure_threshold}); "
+            f"last: {status['last_failure_message']}" + (f"; retry in {retry:.1f}s" if retry else "")
+        )
+
+    def record_order(self) -> bool:
+        """Count one order if it fits both the per-minute and per-hour limits; False (not counted) if not.
+
+        A throttle, not a halt: it never blocks ``can_trade()``, and frees up as the windows slide.
+        """
+        return self._limiter.try_acquire()
+
+    def check_position_concentration(self, symbol: str, proposed_value: Decimal) -> bool:
+        """Whether adding ``proposed_value`` to ``symbol`` keeps it within ``max_position_pct``.
+
+        Calls the provider (blocks while it answers). Returns False (fail closed) when the total
+        value is zero or negative or the provider fails. Fires a warning above the warning level.
+        Raises ConfigTypeError for a float or non-numeric value.
+        """
+        verdict = self._judge_concentration(symbol, proposed_value)
+        return verdict.level is not Level.TRIP
+
+    def _judge_concentration(self, symbol: str, proposed_value: Decimal) -> Verdict:
+        if not isinstance(symbol, str) or not symbol:
+            raise ConfigTypeError(f"symbol must be a non-empty str, got {symbol!r}")
+        value = to_decimal("proposed_value", proposed_value)
+        try:
+            verdict = rules.concentration(
+                checked_decimal("get_position_concentration", self.provider.get_position_concentration(symbol)),
+                value,
+                checked_decimal("get_total_value", self.provider.get_total_value()),
+                self.config,
+            )
+        except Exception as exc:
+            logger.warning("concentration check for %s failed closed: %r", symbol, exc)
+            verdict = Verdict(Level.TRIP, None, f"provider failed: {type(exc).__name__}: {exc}")
+        pending: Pending = []
+        with self._lock:
+            self._verdicts["position_concentration"] = verdict
+            self._warn("position_concentration", verdict, pending)
+        fire(pending)
+        return verdict
+
+    def record_connection_failure(self, error: Union[BaseException, str, None] = None) -> None:
+        """Count a broker connection failure (an exception or a message); enough of them halt trading."""
+        self._connection.record_failure(error)
+
+    def record_connection_success(self) -> None:
+        """Count a successful broker call (closes a half-open connection breaker)."""
+        self._connection.record_success()
+
+    def record_cash_flow(self, amount: Decimal) -> None:
+        """Move the library's high-water mark by a deposit (+) or withdrawal (-) so it is not read as P&L.
+
+        Call it when the cash moves; the monitor may take one reading in between. Raises
+        ConfigTypeError for floats.
+        """
+        delta = to_decimal("amount", amount)
+        with self._lock:
+            if self._high_water is not None:
+                self._high_water += delta
+                if self._high_water <= 0:
+                    self._high_water = None
+                self._persist_or_fault()
+
+    def trade_guard(self, symbol: Optional[str] = None, value: Optional[Decimal] = None) -> TradeGuard:
+        """A ``with`` block that may trade only if trading is allowed now.
+
+        Raises TradingHalted (with the reasons) on entry when blocked. With ``symbol`` and
+        ``value`` it also checks concentration and counts the order against the rate limit, all
+        or nothing. Connection errors (``config.connection_errors``) leaving the block count as
+        connection failures; a clean exit counts as a connection success.
+        """
+        return TradeGuard(self, symbol, value)
+
+    def guarded(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorator: run ``func`` inside :meth:`trade_guard` (no order counting)."""
+        ensure_sync(func)
+
+        @functools.wraps(func)
+        def guarded_call(*args: P.args, **kwargs: P.kwargs) -> R:
+            with TradeGuard(self, None, None):
+                return func(*args, **kwargs)
+
+        return guarded_call
+
+    # --- resets ---------------------------------------------------------------------------------
+
+    @property
+    def kill_switch_active(self) -> bool:
+        """Whether the kill switch is engaged."""
+        return "max_drawdown" in self._trips
+
+    def engage_kill_switch(self, reason: str, *, actor: Optional[str] = None) -> None:
+        """Engage the kill switch by hand; it stays engaged until :meth:`reset_kill_switch`."""
+        pending: Pending = []
+        with self._lock:
+            self._engage(reason, self._mono(), self._clock.now(), pending, actor=actor or "manual")
+        fire(pending)
+
+    def reset_kill_switch(self, auth_key: Union[str, bytes], *, actor: Optional[str] = None) -> bool:
+        """Release the kill switch if ``auth_key`` is right; return whether it was right.
+
+        Re-bases the drawdown: from now on it is measured from the current value, so a desk that
+        is still under water is not killed again at once. Wrong keys are logged (never the key)
+        and, after ``reset_max_attempts`` in a row, lock further attempts out. Raises
+        KillSwitchError when no reset key is configured or while locked out.
+        """
+        if not self._guard.check(auth_key):
+            self._audit.record("kill_switch_reset_refused", reason="wrong key", actor=actor)
+            return False
+        pending: Pending = []
+        with self._lock:
+            if self._reading is not None:
+                self._high_water = self._reading.total_value
+                self._baseline = min(self._reading.max_drawdown_pct, Decimal(0))
+            self._release("max_drawdown", pending)
+            self._faults.pop("state", None)
+            self._audit.record("kill_switch_reset", reason="reset with key", actor=actor)
+            self._persist_or_fault()
+        fire(pending)
+        return True
+
+    def reset_breaker(self, name: str) -> bool:
+        """Reset one breaker by name; True if it reset something.
+
+        The kill switch (``max_drawdown``) refuses with KillSwitchError while
+        ``require_manual_reset`` is on; unknown names raise UnknownBreakerError (a KeyError).
+        """
+        if name not in BREAKER_NAMES:
+            raise UnknownBreakerError(name, BREAKER_NAMES)
+        if name == "max_drawdown" and self.config.require_manual_reset and self.kill_switch_active:
+            raise KillSwitchError("the kill switch needs reset_kill_switch(key) (require_manual_reset is on)")
+        if name == "rate_limit":
+            had_orders = any(limit["calls_in_window"] for limit in self._limiter.status()["limits"])
+            self._limiter.reset()
+            return bool(had_orders)
+        if name == "connection":
+            was_closed = self._connection.is_closed
+            self._connection.reset()
+            return not was_closed
+        pending: Pending = []
+        with self._lock:
+            if name == "position_concentration":
+                changed = self._warnings.pop(name, None) is not None
+            else:
+                changed = self._release(name, pending)
+                if changed:
+                    if name == "max_drawdown":
+                        self._audit.record("kill_switch_reset", reason="reset_breaker", actor=None)
+                    self._persist_or_fault()
+        fire(pending)
+        return changed
+
+    def reset_all(self) -> None:
+        """Reset every breaker except the kill switch."""
+        for name in BREAKER_NAMES:
+            if name != "max_drawdown":
+                self.reset_breaker(name)
+
+    # --- callbacks ------------------------------------------------------------------------------
+
+    def register_trip_callback(self, callback: Callable[[str, str], object]) -> None:
+        """Call ``callback(name, reason)`` when a breaker halts trading."""
+        self._on_trip.add(callback)
+
+    def register_warning_callback(self, callback: Callable[[str, str], object]) -> None:
+        """Call ``callback(name, message)`` once each time a figure crosses its warning level."""
+        self._on_warning.add(callback)
+
+    def register_recovery_callback(self, callback: Callable[[str], object]) -> None:
+        """Call ``callback(name)`` when a halt lifts."""
+        self._on_recovery.add(callback)
+
+    # --- monitoring -----------------------------------------------------------------------------
+
+    def start_monitoring(self) -> None:
+        """Take a first reading now, then poll every ``check_interval_seconds`` on a daemon thread.
+
+        Blocks for the first reading. A second call while running does nothing.
+        """
+        if self._monitor.alive:
+            return
+        with self._lock:
+            self._monitoring = True
+            self._faults.pop("monitor", None)
+            self._attention = bool(self._trips or self._faults)
+        self.check_now()
+        self._monitor.start()
+
+    def stop_monitoring(self, timeout: float = 2.0) -> bool:
+        """Stop the monitor thread; True if it ended within ``timeout`` seconds (see Monitor.stop)."""
+        with self._lock:
+            self._monitoring = False
+            self._faults.pop("monitor", None)
+            self._attention = bool(self._trips or self._faults)
+        return self._monitor.stop(timeout)
+
+    def _monitor_exited(self, error: Optional[BaseException]) -> None:
+        pending: Pending = []
+        with self._lock:
+            if self._monitoring:
+                self._faults["monitor"] = f"monitor thread died: {error!r}"
+                self._attention = True
+                pending.append((self._on_trip, ("monitor", self._faults["monitor"])))
+        fire(pending)
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def get_status(self) -> TradingStatus:
+        """A consistent snapshot of every breaker, with figures, limits and last trips."""
+        connection_block = self._connection_block()
+        pending: Pending = []
+        with self._lock:
+            mono = self._mono()
+            self._apply_time_rules(mono, self._clock.now(), pending)
+            reasons = self._reasons(mono, connection_block)
+            details = self._details()
+            kill_switch = "max_drawdown" in self._trips
+            warnings = tuple(self._warnings)
+            last_good = self._last_good
+            monitoring = self._monitoring
+        fire(pending)
+        limiter = self._limiter.status()["limits"]
+        connection = self._connection.get_status()
+        details["connection"] = connection
+        details["rate_limit"] = {"limits": limiter}
+        return TradingStatus(
+            can_trade=not reasons,
+            blocking_breakers=tuple(dict.fromkeys(reason.split(":", 1)[0] for reason in reasons)),
+            warning_breakers=warnings,
+            reasons=tuple(reasons),
+            kill_switch_active=kill_switch,
+            orders_last_minute=int(limiter[0]["calls_in_window"]),
+            orders_last_hour=int(limiter[1]["calls_in_window"]),
+            monitoring=monitoring,
+            monitor_alive=self._monitor.alive,
+            last_reading_age=None if last_good is None else mono - last_good,
+            details=details,
+        )
+
+    def _details(self) -> Dict[str, Dict[str, Any]]:
+        config = self.config
+        limits: Dict[str, Tuple[Any, Any]] = {
+            "daily_loss": (config.daily_loss_limit_pct, config.daily_loss_warning_pct),
+            "max_drawdown": (config.max_drawdown_pct, config.drawdown_warning_pct),
+            "volatility": (config.volatility_std_threshold, None),
+            "position_concentration": (config.max_position_pct, config.position_warning_pct),
+        }
+        details: Dict[str, Dict[str, Any]] = {}
+        for name, (limit, warning) in limits.items():
+            verdict = self._verdicts.get(name)
+            last = self._last_trips.get(name)
+            details[name] = {
+                "tripped": name in self._trips,
+                "warning": name in self._warnings,
+                "value": None if verdict is None else verdict.value,
+                "message": None if verdict is None else verdict.message,
+                "limit": limit,
+                "warning_level": warning,
+                "last_trip_time": None if last is None else last.at,
+                "last_trip_reason": None if last is None else last.reason,
+            }
+        details["max_drawdown"].update(
+            own_high_water_mark=self._high_water,
+            own_drawdown_pct=self._drawdowns.get("own"),
+            provider_drawdown_pct=self._drawdowns.get("provider"),
+            drawdown_baseline_pct=self._baseline,
+            reset=self._guard.status(),
+        )
+        return details
+
+    def __repr__(self) -> str:
+        state = "halted" if self._attention else "ok"
+        return f"<TradingCircuitBreakers {state} kill_switch={'on' if self.kill_switch_active else 'off'}>"
+
+
+class TradeGuard:
+    """The context manager behind :meth:`TradingCircuitBreakers.trade_guard`. Re-entrant per entry."""
+
+    __slots__ = ("_breakers", "_symbol", "_ticket", "_value")
+
+    def __init__(self, breakers: TradingCircuitBreakers, symbol: Optional[str], value: Optional[Decimal]) -> None:
+        if (symbol is None) != (value is None):
+            raise ConfigTypeError("trade_guard needs both symbol and value, or neither")
+        self._breakers, self._symbol, self._value = breakers, symbol, value
+        self._ticket: Any = None
+
+    def __enter__(self) -> TradeGuard:
+        breakers = self._breakers
+        reasons = breakers.get_blocking_reasons() if not breakers.can_trade() else []
+        if reasons:
+            raise TradingHalted(reasons)
+        if self._symbol is not None and self._value is not None:
+            verdict = breakers._judge_concentration(self._symbol, self._value)
+            if verdict.level is Level.TRIP:
+                raise TradingHalted([f"position_concentration: {self._symbol}: {verdict.message}"])
+        connection = breakers._connection
+        ticket = connection._admit()
+        if ticket is None:
+            raise TradingHalted([f"connection: {breakers._connection_reason()}"])
+        if self._symbol is not None and not breakers._limiter.try_acquire():
+            connection._ignored_outcome(ticket)
+            raise TradingHalted([f"rate_limit: order refused; next slot in {breakers._limiter.retry_after():.1f}s"])
+        self._ticket = ticket
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        ticket, self._ticket = self._ticket, None
+        if exc is None:
+            self._breakers._connection._succeeded(ticket)
+        else:
+            self._breakers._connection._raised(ticket, exc)

@@ -1,0 +1,74 @@
+"""The PortfolioProvider protocol, and the checked reading the monitor takes from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Optional, Protocol, Tuple, runtime_checkable
+
+
+@runtime_checkable
+class PortfolioProvider(Protocol):
+    """Where the trading breakers read the portfolio. Every method is synchronous and may block.
+
+    Percentages are Decimal percent (``Decimal("-1.2")`` is -1.2 %). Optional extras, looked up by
+    name: ``get_daily_returns() -> Sequence[Decimal]`` (completed daily returns in percent, oldest
+    first, today excluded) feeds the volatility breaker.
+    """
+
+    def get_total_value(self) -> Decimal: ...
+
+    def get_daily_pnl(self) -> Decimal: ...
+
+    def get_daily_pnl_pct(self) -> Decimal: ...
+
+    def get_max_drawdown(self) -> Decimal: ...
+
+    def get_position_concentration(self, symbol: str) -> Decimal: ...
+
+
+class BadReading(Exception):
+    """A provider answered with something that is not a usable number."""
+
+
+def checked_decimal(what: str, value: object) -> Decimal:
+    """Return ``value`` if it is a finite Decimal or an int (converted exactly); raise BadReading otherwise.
+
+    Floats are refused: a provider that returns floats has already lost cents.
+    """
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+        raise BadReading(f"{what} returned {value!r} ({type(value).__name__}), expected Decimal")
+    result = Decimal(value)
+    if not result.is_finite():
+        raise BadReading(f"{what} returned {value!r}, expected a finite Decimal")
+    return result
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One checked snapshot of the provider."""
+
+    total_value: Decimal
+    daily_pnl: Decimal
+    daily_pnl_pct: Decimal
+    max_drawdown_pct: Decimal
+    daily_returns: Optional[Tuple[Decimal, ...]]
+
+
+def take_reading(provider: PortfolioProvider, lookback: int) -> Reading:
+    """Read and check every figure the rules need. Blocks on the provider; raises what it raises or BadReading."""
+    returns: Optional[Tuple[Decimal, ...]] = None
+    get_returns = getattr(provider, "get_daily_returns", None)
+    if get_returns is not None:
+        raw = get_returns()
+        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
+            raise BadReading(f"get_daily_returns returned {raw!r}, expected a sequence of Decimal")
+        returns = tuple(checked_decimal("get_daily_returns", item) for item in raw[-lookback:])
+    return Reading(
+        total_value=checked_decimal("get_total_value", provider.get_total_value()),
+        daily_pnl=checked_decimal("get_daily_pnl", provider.get_daily_pnl()),
+        daily_pnl_pct=checked_decimal("get_daily_pnl_pct", provider.get_daily_pnl_pct()),
+        max_drawdown_pct=checked_decimal("get_max_drawdown", provider.get_max_drawdown()),
+        daily_returns=returns,
+    )

@@ -1,0 +1,111 @@
+"""The trading rules as pure functions: figures and limits in, a Verdict out. No clock, no lock, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Optional
+
+from circuit_breakers.trading.config import TradingBreakerConfig
+
+_HUNDRED = Decimal(100)
+_PLACES = Decimal("0.0001")
+
+
+def _worse_down(value: Decimal) -> Decimal:
+    """Round a computed loss figure to 4 places, towards the more negative (the safe side)."""
+    return value.quantize(_PLACES, rounding=ROUND_FLOOR)
+
+
+class Level(enum.IntEnum):
+    """How bad a figure is."""
+
+    OK = 0
+    WARN = 1
+    TRIP = 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's answer: the level, the figure it judged, and a message naming value and limit."""
+
+    level: Level
+    value: Optional[Decimal]
+    message: str
+
+
+def daily_loss(pnl_pct: Decimal, config: TradingBreakerConfig) -> Verdict:
+    """Trip at or below the daily loss limit; warn at or below the warning level."""
+    if pnl_pct <= config.daily_loss_limit_pct:
+        return Verdict(Level.TRIP, pnl_pct, f"P&L {pnl_pct}% <= limit {config.daily_loss_limit_pct}%")
+    if pnl_pct <= config.daily_loss_warning_pct:
+        return Verdict(Level.WARN, pnl_pct, f"P&L {pnl_pct}% <= warning {config.daily_loss_warning_pct}%")
+    return Verdict(Level.OK, pnl_pct, f"P&L {pnl_pct}%")
+
+
+def drawdown(drawdown_pct: Decimal, config: TradingBreakerConfig) -> Verdict:
+    """Trip (engage the kill switch) at or below the drawdown limit; warn at or below the warning level."""
+    if drawdown_pct <= config.max_drawdown_pct:
+        return Verdict(Level.TRIP, drawdown_pct, f"drawdown {drawdown_pct}% <= limit {config.max_drawdown_pct}%")
+    if drawdown_pct <= config.drawdown_warning_pct:
+        return Verdict(Level.WARN, drawdown_pct, f"drawdown {drawdown_pct}% <= warning {config.drawdown_warning_pct}%")
+    return Verdict(Level.OK, drawdown_pct, f"drawdown {drawdown_pct}%")
+
+
+def drawdown_from_peak(value: Decimal, peak: Decimal) -> Decimal:
+    """Percent below ``peak`` (0 at or above it, and when there is no positive peak yet)."""
+    if peak <= 0 or value >= peak:
+        return Decimal(0)
+    return _worse_down((value / peak - 1) * _HUNDRED)
+
+
+def rebased_drawdown(drawdown_pct: Decimal, baseline_pct: Decimal) -> Decimal:
+    """A drawdown re-measured from the point where it stood at ``baseline_pct`` (both percent, <= 0)."""
+    if not -_HUNDRED < baseline_pct < 0:
+        return drawdown_pct
+    return min(_worse_down(((_HUNDRED + drawdown_pct) / (_HUNDRED + baseline_pct) - 1) * _HUNDRED), Decimal(0))
+
+
+def volatility(today_pct: Decimal, returns: Optional[Sequence[Decimal]], config: TradingBreakerConfig) -> Verdict:
+    """Trip when today's return lies more than the threshold in sample standard deviations from the mean.
+
+    Returns OK with a message saying why when it cannot judge: no returns method, too few samples,
+    or zero variance.
+    """
+    if returns is None:
+        return Verdict(Level.OK, None, "not evaluated: provider has no get_daily_returns()")
+    samples = list(returns)[-config.volatility_lookback_days :]
+    if len(samples) < config.volatility_min_samples:
+        return Verdict(
+            Level.OK, None, f"not evaluated: {len(samples)} daily returns, need {config.volatility_min_samples}"
+        )
+    mean = sum(samples, Decimal(0)) / len(samples)
+    variance = sum(((x - mean) ** 2 for x in samples), Decimal(0)) / (len(samples) - 1)
+    if variance == 0:
+        return Verdict(Level.OK, None, "not evaluated: zero variance in daily returns")
+    z = ((today_pct - mean) / variance.sqrt()).quantize(_PLACES)
+    z_display = z.quantize(Decimal("0.01"))
+    if abs(z) > config.volatility_std_threshold:
+        return Verdict(
+            Level.TRIP,
+            z,
+            f"today {today_pct}% is {z_display} std devs from the mean (limit {config.volatility_std_threshold})",
+        )
+    return Verdict(Level.OK, z, f"today {today_pct}% is {z_display} std devs from the mean")
+
+
+def concentration(
+    current_pct: Decimal, proposed_value: Decimal, total_value: Decimal, config: TradingBreakerConfig
+) -> Verdict:
+    """Judge the position share after adding ``proposed_value``; a total value <= 0 always trips."""
+    if total_value <= 0:
+        return Verdict(Level.TRIP, None, f"total value {total_value} <= 0: cannot judge concentration")
+    after = (current_pct + proposed_value / total_value * _HUNDRED).quantize(_PLACES, rounding=ROUND_CEILING)
+    shown = after.quantize(Decimal("0.01"))
+    if after > config.max_position_pct:
+        return Verdict(Level.TRIP, after, f"position {shown}% > limit {config.max_position_pct}%")
+    if after > config.position_warning_pct:
+        return Verdict(Level.WARN, after, f"position {shown}% > warning {config.position_warning_pct}%")
+    return Verdict(Level.OK, after, f"position {shown}%")

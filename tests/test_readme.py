@@ -1,0 +1,39 @@
+"""The README's examples run as written, and its set-up commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = re.findall(r"^( *)```python\n(.*?)^\1```", README, flags=re.S | re.M)
+
+
+def _dedent(indent: str, code: str) -> str:
+    return "\n".join(line[len(indent) :] for line in code.splitlines())
+
+
+@pytest.mark.parametrize(("indent", "code"), BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_readme_example_runs(indent: str, code: str, tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(_dedent(indent, code), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_has_examples() -> None:
+    assert len(BLOCKS) >= 5
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    setup = README.split("## Set-up", 1)[1].split("```sh", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(setup) == 2
+    assert setup[0].endswith("python3 -m circuit_breakers demo")
+    assert setup[1] in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
