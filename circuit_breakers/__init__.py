@@ -15,15 +15,27 @@ from circuit_breakers.errors import (
     ConfigTypeError,
     DuplicateBreakerError,
     KillSwitchError,
+    OrderRejected,
     RateLimitExceeded,
     StateStoreError,
     TradingHalted,
     UnknownBreakerError,
+    UnknownOrderError,
 )
 from circuit_breakers.ratelimit import Limit, RateLimited, RateLimiter
 from circuit_breakers.registry import CircuitBreakerManager, default_manager
-from circuit_breakers.trading.breakers import TradeGuard, TradingCircuitBreakers
+from circuit_breakers.trading.breakers import TradingCircuitBreakers
 from circuit_breakers.trading.config import TradingBreakerConfig
+from circuit_breakers.trading.guard import TradeGuard
+from circuit_breakers.trading.orders import (
+    Order,
+    OrderDecision,
+    OrderLimits,
+    RejectReason,
+    Side,
+    SymbolLimits,
+    TradingState,
+)
 from circuit_breakers.trading.provider import PortfolioProvider
 from circuit_breakers.trading.status import TradingStatus
 from circuit_breakers.types import CircuitState, CircuitType
@@ -49,19 +61,28 @@ __all__ = [
     "KillSwitchError",
     "Limit",
     "ManualClock",
+    "Order",
+    "OrderDecision",
+    "OrderLimits",
+    "OrderRejected",
     "PortfolioProvider",
     "Protected",
     "RateLimitExceeded",
     "RateLimited",
     "RateLimiter",
+    "RejectReason",
+    "Side",
     "StateStoreError",
+    "SymbolLimits",
     "SystemClock",
     "TradeGuard",
     "TradingBreakerConfig",
     "TradingCircuitBreakers",
     "TradingHalted",
+    "TradingState",
     "TradingStatus",
     "UnknownBreakerError",
+    "UnknownOrderError",
     "__version__",
     "circuit_breaker",
     "default_manager",

@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import random
 from decimal import Decimal
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from circuit_breakers.clock import ManualClock
 from circuit_breakers.errors import TradingHalted
 from circuit_breakers.trading.breakers import TradingCircuitBreakers
 from circuit_breakers.trading.config import TradingBreakerConfig
+from circuit_breakers.trading.orders import Order, OrderLimits, Side
 
 CENT = Decimal("0.01")
 NEW_YORK_OPEN = dt.datetime(2026, 3, 2, 14, 30, tzinfo=dt.timezone.utc)  # Monday 09:30 in New York
@@ -24,18 +25,24 @@ RESET_KEY = "demo-reset-key"
 
 
 class SimPortfolio:
-    """A PortfolioProvider over a simulated account: value, day P&L, drawdown, positions."""
+    """A PortfolioProvider over a simulated account: value, day P&L, drawdown, positions, prices."""
 
     def __init__(self, value: Decimal) -> None:
         self.value = value
         self.day_open = value
         self.peak = value
-        self.positions: Dict[str, Decimal] = {"SPY": value * Decimal("0.10")}
+        self.price = Decimal("512.30")
+        self.shares: Dict[str, Decimal] = {"SPY": Decimal(100)}
         self.returns: List[Decimal] = [Decimal(x) for x in ("0.4", "-0.6", "0.9", "-0.3", "0.5", "-1.1", "0.7", "0.2")]
 
     def move(self, pct: Decimal) -> None:
         self.value = (self.value * (1 + pct / 100)).quantize(CENT)
+        self.price = (self.price * (1 + pct / 100)).quantize(CENT)
         self.peak = max(self.peak, self.value)
+
+    def fill(self, order: Order) -> None:
+        signed = order.quantity if order.side is Side.BUY else -order.quantity
+        self.shares[order.symbol] = self.shares.get(order.symbol, Decimal(0)) + signed
 
     def new_day(self) -> None:
         self.returns.append(self.get_daily_pnl_pct())
@@ -54,7 +61,13 @@ class SimPortfolio:
         return ((self.value / self.peak - 1) * 100).quantize(CENT)
 
     def get_position_concentration(self, symbol: str) -> Decimal:
-        return (self.positions.get(symbol, Decimal(0)) / self.value * 100).quantize(CENT)
+        return (abs(self.get_position_quantity(symbol)) * self.price / self.value * 100).quantize(CENT)
+
+    def get_position_quantity(self, symbol: str) -> Decimal:
+        return self.shares.get(symbol, Decimal(0))
+
+    def get_reference_price(self, symbol: str) -> Decimal:
+        return self.price
 
     def get_daily_returns(self) -> Sequence[Decimal]:
         return list(self.returns)
@@ -63,14 +76,16 @@ class SimPortfolio:
 class FakeBroker:
     """A blocking broker client whose connection fails while ``down`` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, portfolio: SimPortfolio) -> None:
+        self.portfolio = portfolio
         self.down = False
         self.filled = 0
 
-    def place_order(self, symbol: str, quantity: int) -> str:
+    def place_order(self, order: Order) -> str:
         if self.down:
             raise ConnectionError("broker gateway: connection refused")
         self.filled += 1
+        self.portfolio.fill(order)
         return f"ord-{self.filled}"
 
 
@@ -81,27 +96,42 @@ class _Session:
         self.write = write
         self.rng = random.Random(seed)
         self.clock = ManualClock(start=NEW_YORK_OPEN)
-        self.portfolio, self.broker = SimPortfolio(Decimal("1000000.00")), FakeBroker()
+        self.portfolio = SimPortfolio(Decimal("1000000.00"))
+        self.broker = FakeBroker(self.portfolio)
         self.config = TradingBreakerConfig(max_orders_per_minute=10, connection_timeout_seconds=20)
-        self.breakers = TradingCircuitBreakers(self.portfolio, self.config, reset_key=RESET_KEY, clock=self.clock)
+        limits = OrderLimits(price_collar_pct=Decimal(2), duplicate_window_seconds=30, max_quantity=Decimal(1000))
+        self.breakers = TradingCircuitBreakers(
+            self.portfolio, self.config, reset_key=RESET_KEY, clock=self.clock, order_limits=limits
+        )
         self.breakers.register_trip_callback(lambda name, reason: self.log("TRIP", f"{name}: {reason}"))
         self.breakers.register_warning_callback(lambda name, message: self.log("WARNING", f"{name}: {message}"))
         self.breakers.register_recovery_callback(lambda name: self.log("RECOVERED", name))
+        self.breakers.register_kill_handler(lambda reason: self.log("KILL", "cancelling all working orders"))
+        self.sent = 0
+        self.last: Optional[Order] = None
 
     def log(self, kind: str, text: str) -> None:
         local = self.clock.now().astimezone(self.config.zone)
         self.write(f"{local:%a %H:%M:%S}  {kind:<9} {text}")
 
-    def try_order(self, symbol: str, quantity: int) -> None:
-        value = Decimal(quantity) * Decimal("512.30")
+    def order(self, side: Side, quantity: int, price: Optional[Decimal] = None) -> Order:
+        self.sent += 1
+        limit = price if price is not None else self.portfolio.price + Decimal(self.rng.randint(-5, 5)) / 100
+        return Order("SPY", side, Decimal(quantity), limit, client_order_id=f"c{self.sent}")
+
+    def try_order(self, order: Order) -> None:
+        text = f"{order.side.value.upper()} {order.quantity} {order.symbol} @ {order.price}"
         try:
-            with self.breakers.trade_guard(symbol, value):
-                order_id = self.broker.place_order(symbol, quantity)
-            self.log("ORDER", f"BUY {quantity} {symbol}: filled as {order_id}")
-        except TradingHalted as halted:
-            self.log("REFUSED", "; ".join(halted.reasons))
+            with self.breakers.trade_guard(order):
+                broker_id = self.broker.place_order(order)
+            self.breakers.order_filled(str(order.client_order_id), order.quantity)
+            self.last = order
+            self.log("ORDER", f"{text}: filled as {broker_id}")
+        except TradingHalted as refused:  # OrderRejected included
+            self.log("REFUSED", f"{text}: {'; '.join(refused.reasons)}")
         except ConnectionError as exc:
-            self.log("BROKER", f"order failed: {exc}")
+            self.breakers.order_cancelled(str(order.client_order_id))
+            self.log("BROKER", f"{text}: failed: {exc}")
 
     def new_day(self, days: int) -> None:
         self.clock.set_wall(NEW_YORK_OPEN + dt.timedelta(days=days))
@@ -109,7 +139,9 @@ class _Session:
         self.portfolio.new_day()
 
     def day_one(self) -> None:
-        self.write("Day 1: orders every 4 s (limit 10/min), a broker outage, then a losing afternoon")
+        self.write(
+            "Day 1: orders every 4 s (limit 10/min), a fat finger, a resend, a broker outage, a losing afternoon"
+        )
         self.breakers.check_now()
         for second in range(0, 330, 4):
             if second in (100, 140):
@@ -119,34 +151,45 @@ class _Session:
             if second in (200, 260, 300):
                 self.portfolio.move(Decimal("-0.8"))
             self.breakers.check_now()
-            if second < 200 or second % 20 == 0:
-                self.try_order("SPY", 10 if second < 200 else 500)
+            if second == 64 and self.last is not None:
+                self.try_order(self.order(Side.BUY, int(self.last.quantity), self.last.price))  # a resend
+            elif second == 68:
+                self.try_order(self.order(Side.BUY, 10, self.portfolio.price * 10))  # a price typed 10x too high
+            elif second < 200 or second % 20 == 0:
+                self.try_order(self.order(Side.BUY, 10 if second < 200 else 500))  # big ones meet the limit
             self.clock.advance(4)
-        self.log("STATUS", f"can_trade={self.breakers.can_trade()}; {self.breakers.get_blocking_reasons()}")
+        self.write("")
+        self.log("STATUS", f"trading_state={self.breakers.trading_state.value}: only risk-reducing orders pass")
+        self.try_order(self.order(Side.BUY, 10))
+        self.try_order(self.order(Side.SELL, 100))
 
     def day_two(self) -> None:
         self.write("Day 2: the halt lifts at the new trading day; a crash engages the kill switch")
         self.new_day(1)
         self.breakers.check_now()
-        self.log("STATUS", f"can_trade={self.breakers.can_trade()}")
+        self.log("STATUS", f"trading_state={self.breakers.trading_state.value}")
         for _ in range(12):
             self.portfolio.move(Decimal("-1.0") + Decimal(str(round(self.rng.gauss(0, 0.05), 3))))
             self.breakers.check_now()
             self.clock.advance(30)
-        self.try_order("SPY", 10)
+        self.try_order(self.order(Side.SELL, 10))
         for key in ("guess", RESET_KEY):
             accepted = self.breakers.reset_kill_switch(key, actor="risk-officer")
             shown = "<right key>" if key == RESET_KEY else "<wrong key>"
             self.log("RESET", f"reset_kill_switch({shown}) -> {accepted}")
-        self.log("STATUS", f"kill switch active={self.breakers.kill_switch_active}; still blocked by the day halts")
+        self.log(
+            "STATUS",
+            f"kill switch active={self.breakers.kill_switch_active}; "
+            f"trading_state={self.breakers.trading_state.value} (the day halts still hold)",
+        )
 
     def day_three(self) -> None:
         self.write("Day 3: a new trading day; drawdown is now measured from the value at the reset")
         self.new_day(2)
         self.portfolio.move(Decimal("0.3"))
         self.breakers.check_now()
-        self.log("STATUS", f"can_trade={self.breakers.can_trade()}")
-        self.try_order("SPY", 10)
+        self.log("STATUS", f"trading_state={self.breakers.trading_state.value}")
+        self.try_order(self.order(Side.BUY, 10))
 
 
 def run_demo(write: Callable[[str], None], seed: int = 7) -> TradingCircuitBreakers:

@@ -7,9 +7,11 @@
     ├── ConfigTypeError (also TypeError)       a setting or argument has the wrong type
     ├── DuplicateBreakerError (also ValueError) a breaker name is already registered
     ├── UnknownBreakerError (also KeyError)    no breaker has that name
+    ├── UnknownOrderError (also KeyError)      no pending order has that client order id
     ├── CircuitOpenException                   a call was rejected by an open breaker
     ├── RateLimitExceeded                      a rate limit refused a permit
     ├── TradingHalted                          trading is blocked; carries the reasons
+    │   └── OrderRejected                      a pre-trade check refused an order; carries the decision
     ├── KillSwitchError                        the kill switch cannot be reset as asked
     └── StateStoreError                        durable state cannot be read or written
 """
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
+    from circuit_breakers.trading.orders import OrderDecision
     from circuit_breakers.types import CircuitState, CircuitType
 
 
@@ -49,6 +52,17 @@ class UnknownBreakerError(CircuitBreakerError, KeyError):
 
     def __str__(self) -> str:
         # KeyError.__str__ would quote the whole message.
+        return str(self.args[0])
+
+
+class UnknownOrderError(CircuitBreakerError, KeyError):
+    """Raised when a fill or cancel names a client order id that is not pending."""
+
+    def __init__(self, client_order_id: str) -> None:
+        self.client_order_id = client_order_id
+        super().__init__(f"no pending order with client_order_id {client_order_id!r}")
+
+    def __str__(self) -> str:
         return str(self.args[0])
 
 
@@ -95,6 +109,20 @@ class TradingHalted(CircuitBreakerError):
     def __init__(self, reasons: Sequence[str]) -> None:
         self.reasons = tuple(reasons)
         super().__init__("trading halted: " + "; ".join(self.reasons))
+
+
+class OrderRejected(TradingHalted):
+    """Raised by ``trade_guard(order)`` when a pre-trade check refuses the order.
+
+    ``decision`` is the :class:`~circuit_breakers.trading.orders.OrderDecision` (``reason``,
+    ``message``); ``reasons`` holds its message, as for TradingHalted.
+    """
+
+    def __init__(self, decision: OrderDecision) -> None:
+        self.decision = decision
+        reason = decision.reason.value if decision.reason is not None else "rejected"
+        self.reasons = (f"{reason}: {decision.message}",)
+        CircuitBreakerError.__init__(self, f"order rejected: {self.reasons[0]}")
 
 
 class KillSwitchError(CircuitBreakerError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any, Callable, Generic, List, Tuple
+from typing import Any, Callable, Dict, Generic, List, Tuple
 
 from typing_extensions import ParamSpec
 
@@ -57,6 +57,31 @@ class Callbacks(Generic[P]):
                 logger.exception("%s callback %r raised; ignored", self._event, callback)
                 errors.append((callback, exc))
         return errors
+
+
+class KillHandlers(Callbacks[[str]]):
+    """The kill-switch handlers; remembers how each fared the last time the switch engaged."""
+
+    def __init__(self) -> None:
+        super().__init__("kill handler")
+        self._outcomes: List[Dict[str, Any]] = []
+
+    def dispatch(self, *args: Any, **kwargs: Any) -> List[Tuple[Callable[[str], object], BaseException]]:
+        errors = super().dispatch(*args, **kwargs)
+        failed = {id(callback): exc for callback, exc in errors}
+        self._outcomes = [
+            {
+                "handler": getattr(callback, "__qualname__", repr(callback)),
+                "ok": id(callback) not in failed,
+                "error": repr(failed[id(callback)]) if id(callback) in failed else None,
+            }
+            for callback in self._items
+        ]
+        return errors
+
+    def outcomes(self) -> List[Dict[str, Any]]:
+        """One entry per handler of the last engagement: handler name, ok, error."""
+        return list(self._outcomes)
 
 
 Pending = List[Tuple["Callbacks[Any]", Tuple[Any, ...]]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Tuple, TypeVar, overload
 
@@ -173,6 +174,11 @@ class RateLimiter:
                 self._changed.wait(min(wait, _MAX_WAIT))
                 now = self._mono()
 
+    def _room_and_record(self, record: bool) -> float:
+        """Lock held by the caller: the wait until a permit (0.0: now), recording one if ``record`` and 0.0."""
+        now = self._mono()
+        return self._admit(now) if record else self._wait(now)
+
     def retry_after(self) -> float:
         """Seconds until a permit could be admitted (0.0: now), if no one else takes it first."""
         with self._lock:
@@ -206,3 +212,21 @@ class RateLimiter:
     def __repr__(self) -> str:
         limits = ", ".join(repr(limit) for limit in self._limits)
         return f"RateLimiter({limits}, name={self.name!r})"
+
+
+def acquire_together(*limiters: RateLimiter) -> Optional[RateLimiter]:
+    """Take one permit from every limiter, or from none; return None, or the first limiter without room.
+
+    Locks are taken in a fixed order (by ``id``), so concurrent callers with overlapping limiters
+    cannot deadlock. Never blocks beyond those locks.
+    """
+    ordered = sorted(set(limiters), key=id)
+    with ExitStack() as stack:
+        for limiter in ordered:
+            stack.enter_context(limiter._lock)
+        for limiter in limiters:
+            if limiter._room_and_record(record=False) > 0.0:
+                return limiter
+        for limiter in ordered:
+            limiter._room_and_record(record=True)
+    return None

@@ -17,7 +17,7 @@ def _lines(seed: int = 7) -> list[str]:
 def test_demo_shows_every_kind_of_event() -> None:
     text = "\n".join(_lines())
     for marker in (
-        "REFUSED   rate_limit:",
+        ": rate_limit: order rate limit reached",
         "TRIP      connection:",
         "RECOVERED connection",
         "WARNING   daily_loss:",
@@ -25,9 +25,16 @@ def test_demo_shows_every_kind_of_event() -> None:
         "TRIP      max_drawdown:",
         "reset_kill_switch(<wrong key>) -> False",
         "reset_kill_switch(<right key>) -> True",
+        ": duplicate: same buy",
+        ": price_collar: price",
+        ": concentration: SPY",
+        "trading_state=reducing",
+        ": reduce_only: reduce-only (daily_loss, volatility)",
+        "KILL      cancelling all working orders",
     ):
         assert marker in text, marker
     assert text.rstrip().endswith("can_trade: True")
+    assert any(line.startswith("Mon") and "ORDER     SELL 100 SPY" in line for line in text.splitlines())
 
 
 def test_demo_is_deterministic() -> None:

@@ -18,8 +18,7 @@ import logging
 import os
 import threading
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from typing_extensions import ParamSpec
 
@@ -30,10 +29,9 @@ from circuit_breakers.errors import (
     ConfigTypeError,
     KillSwitchError,
     StateStoreError,
-    TradingHalted,
     UnknownBreakerError,
 )
-from circuit_breakers.events import Callbacks, Pending, fire
+from circuit_breakers.events import Callbacks, KillHandlers, Pending, fire
 from circuit_breakers.ratelimit import Limit, RateLimiter
 from circuit_breakers.registry import CircuitBreakerManager
 from circuit_breakers.stores.base import StateStore
@@ -41,8 +39,11 @@ from circuit_breakers.stores.file import FileStore
 from circuit_breakers.stores.memory import MemoryStore
 from circuit_breakers.trading import rules
 from circuit_breakers.trading.config import TradingBreakerConfig
+from circuit_breakers.trading.gate import PreTradeGate
+from circuit_breakers.trading.guard import TradeGuard
 from circuit_breakers.trading.killswitch import AuditLog, ResetGuard, ResetKey
 from circuit_breakers.trading.monitor import Monitor
+from circuit_breakers.trading.orders import Order, OrderDecision, OrderLimits, TradingState
 from circuit_breakers.trading.provider import PortfolioProvider, Reading, checked_decimal, take_reading
 from circuit_breakers.trading.rules import Level, Verdict
 from circuit_breakers.trading.status import TradingStatus
@@ -62,6 +63,20 @@ _LATCHES = {
 _DAY_HALTS = ("daily_loss", "volatility")  # lift when the trading day rolls over
 
 
+def _connection_config(config: TradingBreakerConfig) -> CircuitBreakerConfig:
+    """The connection breaker: N failures in a minute open it for the connection timeout, doubling
+    on each consecutive trip up to the cooldown; one successful call closes it."""
+    return CircuitBreakerConfig(
+        failure_threshold=config.connection_failure_threshold,
+        failure_rate_threshold=1.0,
+        failure_window_seconds=60,
+        open_timeout_seconds=config.connection_timeout_seconds,
+        max_backoff_seconds=max(config.cooldown_seconds, config.connection_timeout_seconds),
+        success_threshold=1,
+        failure_exceptions=config.connection_errors,
+    )
+
+
 class _Trip:
     """A latched halt: why, when, and on which trading day."""
 
@@ -69,6 +84,18 @@ class _Trip:
 
     def __init__(self, reason: str, at: dt.datetime, at_mono: float, day: dt.date) -> None:
         self.reason, self.at, self.at_mono, self.day = reason, at, at_mono, day
+
+
+def _durable_state(path: Union[str, os.PathLike[str], None], clock: Clock) -> Tuple[StateStore, AuditLog]:
+    """The state store and audit log for ``path`` (memory and log-only without one).
+
+    Raises StateStoreError at once when the path cannot be written.
+    """
+    if path is None:
+        return MemoryStore(), AuditLog(None, clock=clock)
+    store = FileStore(path)
+    store.check_writable()
+    return store, AuditLog(os.fspath(path) + ".audit.jsonl", clock=clock)
 
 
 class TradingCircuitBreakers:
@@ -93,6 +120,7 @@ class TradingCircuitBreakers:
         reset_key: Union[str, bytes, None] = None,
         state_path: Union[str, os.PathLike[str], None] = None,
         clock: Optional[Clock] = None,
+        order_limits: Optional[OrderLimits] = None,
     ) -> None:
         if not isinstance(provider, PortfolioProvider):
             raise ConfigTypeError(f"provider must implement PortfolioProvider, got {provider!r}")
@@ -111,31 +139,12 @@ class TradingCircuitBreakers:
             max_attempts=config.reset_max_attempts,
             lockout_seconds=config.reset_lockout_seconds,
         )
-        self._store: StateStore
-        if state_path is not None:
-            file_store = FileStore(state_path)
-            file_store.check_writable()
-            self._store = file_store
-            audit_path: Optional[str] = os.fspath(state_path) + ".audit.jsonl"
-        else:
-            self._store = MemoryStore()
-            audit_path = None
-        self._audit = AuditLog(audit_path, clock=self._clock)
+        self._store, self._audit = _durable_state(state_path, self._clock)
 
         self.manager = CircuitBreakerManager(clock=self._clock)
         self._mirrors = {name: self.manager.create_circuit_breaker(name, kind) for name, kind in _LATCHES.items()}
         self._connection = self.manager.create_circuit_breaker(
-            "connection",
-            CircuitType.CONNECTION_FAILURE,
-            CircuitBreakerConfig(
-                failure_threshold=config.connection_failure_threshold,
-                failure_rate_threshold=1.0,
-                failure_window_seconds=60,
-                open_timeout_seconds=config.connection_timeout_seconds,
-                max_backoff_seconds=max(config.cooldown_seconds, config.connection_timeout_seconds),
-                success_threshold=1,
-                failure_exceptions=config.connection_errors,
-            ),
+            "connection", CircuitType.CONNECTION_FAILURE, _connection_config(config)
         )
         self._limiter = RateLimiter(
             Limit(config.max_orders_per_minute, 60),
@@ -143,6 +152,12 @@ class TradingCircuitBreakers:
             name="rate_limit",
             clock=self._clock,
         )
+        if order_limits is None:
+            order_limits = OrderLimits()
+        elif not isinstance(order_limits, OrderLimits):
+            raise ConfigTypeError(f"order_limits must be OrderLimits, got {order_limits!r}")
+        self._gate = PreTradeGate(order_limits, self._limiter, clock=self._clock)
+        self._on_kill = KillHandlers()
         self._on_trip: Callbacks[[str, str]] = Callbacks("trading trip")
         self._on_warning: Callbacks[[str, str]] = Callbacks("trading warning")
         self._on_recovery: Callbacks[[str]] = Callbacks("trading recovery")
@@ -271,6 +286,7 @@ class TradingCircuitBreakers:
         if "max_drawdown" in self._trips:
             return
         self._latch("max_drawdown", reason, now, mono, pending)
+        pending.append((self._on_kill, (reason,)))
         self._audit.record("kill_switch_engaged", reason=reason, actor=actor)
         if persist:
             self._persist_or_fault()
@@ -396,29 +412,52 @@ class TradingCircuitBreakers:
         with self._lock:
             mono = self._mono()
             self._apply_time_rules(mono, self._clock.now(), pending)
-            reasons = self._reasons(mono, connection)
+            blocks = self._blocks(mono, connection)
         fire(pending)
-        return reasons
+        return [f"{name}: {text}" for name, text in blocks]
 
-    def _reasons(self, mono: float, connection: Optional[str]) -> List[str]:
-        reasons = []
+    def _blocks(self, mono: float, connection: Optional[str]) -> List[Tuple[str, str]]:
+        """(breaker name, why) for everything that blocks trading now. Lock held."""
+        blocks = []
         if "max_drawdown" in self._trips:
-            reasons.append(f"max_drawdown: kill switch engaged: {self._trips['max_drawdown'].reason}")
-        for name in _DAY_HALTS:
-            if name in self._trips:
-                reasons.append(f"{name}: {self._trips[name].reason}")
+            blocks.append(("max_drawdown", f"kill switch engaged: {self._trips['max_drawdown'].reason}"))
+        blocks.extend((name, self._trips[name].reason) for name in _DAY_HALTS if name in self._trips)
         if connection is not None:
-            reasons.append(f"connection: {connection}")
-        for name, reason in self._faults.items():
-            reasons.append(f"{name}: {reason}")
+            blocks.append(("connection", connection))
+        blocks.extend(self._faults.items())
         if self._monitoring and "monitor" not in self._faults:
             if self._last_good is None:
-                reasons.append("monitor: no good provider reading yet")
+                blocks.append(("monitor", "no good provider reading yet"))
             elif mono - self._last_good > self._stale_after:
-                reasons.append(
-                    f"monitor: last good reading {mono - self._last_good:.1f}s ago (limit {self._stale_after:g}s)"
-                )
-        return reasons
+                age = mono - self._last_good
+                blocks.append(("monitor", f"last good reading {age:.1f}s ago (limit {self._stale_after:g}s)"))
+        return blocks
+
+    def _trading_state(self) -> Tuple[TradingState, str]:
+        """The trading state and, unless ACTIVE, why (only the breaker names when REDUCING)."""
+        connection = self._connection_block()
+        pending: Pending = []
+        with self._lock:
+            mono = self._mono()
+            self._apply_time_rules(mono, self._clock.now(), pending)
+            blocks = self._blocks(mono, connection)
+        fire(pending)
+        state = self._classify(blocks)
+        if state is TradingState.REDUCING:  # the names say enough: "reduce-only (daily_loss)"
+            return state, ", ".join(name for name, _ in blocks)
+        return state, "; ".join(f"{name}: {text}" for name, text in blocks)
+
+    def _classify(self, blocks: List[Tuple[str, str]]) -> TradingState:
+        if not blocks:
+            return TradingState.ACTIVE
+        if {name for name, _ in blocks} <= self._gate.limits.reducing_breakers:
+            return TradingState.REDUCING
+        return TradingState.HALTED
+
+    @property
+    def trading_state(self) -> TradingState:
+        """ACTIVE, REDUCING (only risk-reducing orders pass) or HALTED. Never calls the provider."""
+        return self._trading_state()[0]
 
     def _connection_block(self) -> Optional[str]:
         """Why the connection breaker blocks, or None. Call with the facade lock released: reading the
@@ -493,15 +532,71 @@ class TradingCircuitBreakers:
                     self._high_water = None
                 self._persist_or_fault()
 
-    def trade_guard(self, symbol: Optional[str] = None, value: Optional[Decimal] = None) -> TradeGuard:
+    def trade_guard(self, symbol: Union[str, Order, None] = None, value: Optional[Decimal] = None) -> TradeGuard:
         """A ``with`` block that may trade only if trading is allowed now.
 
         Raises TradingHalted (with the reasons) on entry when blocked. With ``symbol`` and
         ``value`` it also checks concentration and counts the order against the rate limit, all
-        or nothing. Connection errors (``config.connection_errors``) leaving the block count as
-        connection failures; a clean exit counts as a connection success.
+        or nothing. Given an :class:`Order` instead, it runs every pre-trade check and, if all pass,
+        records the order (rate windows, duplicate memory, pending exposure) atomically; a refused
+        order raises OrderRejected (a TradingHalted) carrying the decision and records nothing.
+        Connection errors (``config.connection_errors``) leaving the block count as connection
+        failures; a clean exit counts as a connection success. Calls the provider for
+        order-specific figures; blocks while it answers.
         """
         return TradeGuard(self, symbol, value)
+
+    # --- pre-trade order checks ---------------------------------------------------------------
+
+    def check_order(self, order: Order) -> OrderDecision:
+        """Run every pre-trade check on ``order`` and return the decision; records nothing.
+
+        Never raises for a refused order (ConfigTypeError for something that is not an Order).
+        Calls the provider for order-specific figures; blocks while it answers.
+        """
+        return self._decide(order, record=False)
+
+    def _decide(self, order: Order, *, record: bool) -> OrderDecision:
+        if not isinstance(order, Order):
+            raise ConfigTypeError(f"expected an Order, got {order!r}")
+        state, why = self._trading_state()
+        facts = self._gate.read_facts(order, self.provider, state, self._judge_concentration)
+        return self._gate.decide(order, facts, state, why, record=record)
+
+    def record_cancel(self) -> bool:
+        """Count a cancel request against the message limit; False (not counted) when it is reached."""
+        return self._gate.record_message()
+
+    def record_modify(self) -> bool:
+        """Count a modify request against the message limit; False (not counted) when it is reached."""
+        return self._gate.record_message()
+
+    def order_filled(self, client_order_id: str, quantity: Decimal) -> Decimal:
+        """Release the pending exposure of a (partial) fill; return the quantity still working.
+
+        Raises UnknownOrderError (a KeyError) for an id that is not pending.
+        """
+        return self._gate.filled(client_order_id, quantity)
+
+    def order_cancelled(self, client_order_id: str) -> None:
+        """Release the pending exposure of a cancelled order; UnknownOrderError for an unknown id."""
+        self._gate.cancelled(client_order_id)
+
+    def restrict(self, *symbols: str) -> None:
+        """Put symbols on the restricted list: every order in them is refused from now on."""
+        self._gate.restrict(symbols)
+
+    def unrestrict(self, *symbols: str) -> None:
+        """Take symbols off the restricted list."""
+        self._gate.unrestrict(symbols)
+
+    def register_kill_handler(self, handler: Callable[[str], object]) -> None:
+        """Call ``handler(reason)`` once each time the kill switch engages, e.g. to cancel working orders.
+
+        Runs synchronously on the thread that engaged it, after every lock is released; one that
+        raises is logged and the others still run. Each outcome is in ``get_status()``.
+        """
+        self._on_kill.add(handler)
 
     def guarded(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorator: run ``func`` inside :meth:`trade_guard` (no order counting)."""
@@ -644,20 +739,24 @@ class TradingCircuitBreakers:
         with self._lock:
             mono = self._mono()
             self._apply_time_rules(mono, self._clock.now(), pending)
-            reasons = self._reasons(mono, connection_block)
+            blocks = self._blocks(mono, connection_block)
             details = self._details()
             kill_switch = "max_drawdown" in self._trips
             warnings = tuple(self._warnings)
             last_good = self._last_good
             monitoring = self._monitoring
         fire(pending)
+        reasons = [f"{name}: {text}" for name, text in blocks]
         limiter = self._limiter.status()["limits"]
         connection = self._connection.get_status()
         details["connection"] = connection
         details["rate_limit"] = {"limits": limiter}
+        details["orders"] = self._gate.status()
+        details["max_drawdown"]["kill_handlers"] = self._on_kill.outcomes()
         return TradingStatus(
+            trading_state=self._classify(blocks),
             can_trade=not reasons,
-            blocking_breakers=tuple(dict.fromkeys(reason.split(":", 1)[0] for reason in reasons)),
+            blocking_breakers=tuple(dict.fromkeys(name for name, _ in blocks)),
             warning_breakers=warnings,
             reasons=tuple(reasons),
             kill_switch_active=kill_switch,
@@ -703,43 +802,3 @@ class TradingCircuitBreakers:
     def __repr__(self) -> str:
         state = "halted" if self._attention else "ok"
         return f"<TradingCircuitBreakers {state} kill_switch={'on' if self.kill_switch_active else 'off'}>"
-
-
-class TradeGuard:
-    """The context manager behind :meth:`TradingCircuitBreakers.trade_guard`. Re-entrant per entry."""
-
-    __slots__ = ("_breakers", "_symbol", "_ticket", "_value")
-
-    def __init__(self, breakers: TradingCircuitBreakers, symbol: Optional[str], value: Optional[Decimal]) -> None:
-        if (symbol is None) != (value is None):
-            raise ConfigTypeError("trade_guard needs both symbol and value, or neither")
-        self._breakers, self._symbol, self._value = breakers, symbol, value
-        self._ticket: Any = None
-
-    def __enter__(self) -> TradeGuard:
-        breakers = self._breakers
-        reasons = breakers.get_blocking_reasons() if not breakers.can_trade() else []
-        if reasons:
-            raise TradingHalted(reasons)
-        if self._symbol is not None and self._value is not None:
-            verdict = breakers._judge_concentration(self._symbol, self._value)
-            if verdict.level is Level.TRIP:
-                raise TradingHalted([f"position_concentration: {self._symbol}: {verdict.message}"])
-        connection = breakers._connection
-        ticket = connection._admit()
-        if ticket is None:
-            raise TradingHalted([f"connection: {breakers._connection_reason()}"])
-        if self._symbol is not None and not breakers._limiter.try_acquire():
-            connection._ignored_outcome(ticket)
-            raise TradingHalted([f"rate_limit: order refused; next slot in {breakers._limiter.retry_after():.1f}s"])
-        self._ticket = ticket
-        return self
-
-    def __exit__(
-        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
-    ) -> None:
-        ticket, self._ticket = self._ticket, None
-        if exc is None:
-            self._breakers._connection._succeeded(ticket)
-        else:
-            self._breakers._connection._raised(ticket, exc)

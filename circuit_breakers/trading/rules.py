@@ -99,11 +99,15 @@ def volatility(today_pct: Decimal, returns: Optional[Sequence[Decimal]], config:
 def concentration(
     current_pct: Decimal, proposed_value: Decimal, total_value: Decimal, config: TradingBreakerConfig
 ) -> Verdict:
-    """Judge the position share after adding ``proposed_value``; a total value <= 0 always trips."""
+    """Judge the position share (by absolute size) after adding ``proposed_value`` (negative for a sale).
+
+    A total value <= 0 always trips.
+    """
     if total_value <= 0:
         return Verdict(Level.TRIP, None, f"total value {total_value} <= 0: cannot judge concentration")
     after = (current_pct + proposed_value / total_value * _HUNDRED).quantize(_PLACES, rounding=ROUND_CEILING)
     shown = after.quantize(Decimal("0.01"))
+    after = abs(after)  # a short position concentrates risk as much as a long one
     if after > config.max_position_pct:
         return Verdict(Level.TRIP, after, f"position {shown}% > limit {config.max_position_pct}%")
     if after > config.position_warning_pct:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any, Optional, Tuple
 
+from circuit_breakers.trading.orders import TradingState
+
 
 def jsonable(value: Any) -> Any:
     """Decimals and enums as strings, datetimes and dates in ISO format, tuples as lists, recursively."""
@@ -29,12 +31,14 @@ def jsonable(value: Any) -> Any:
 class TradingStatus:
     """Where the trading breakers stand.
 
+    ``trading_state`` is ACTIVE, REDUCING (only risk-reducing orders pass) or HALTED.
     ``blocking_breakers`` name what halts trading now (including the fail-closed conditions
     ``provider``, ``monitor`` and ``state``); ``reasons`` give one line each; ``details`` holds
     each breaker's figures, limits and last trip.
     """
 
     can_trade: bool
+    trading_state: TradingState
     blocking_breakers: Tuple[str, ...]
     warning_breakers: Tuple[str, ...]
     reasons: Tuple[str, ...]

@@ -1,0 +1,309 @@
+"""The pre-trade gate: every per-order check, and the record of accepted orders.
+
+Flow: read what the provider knows about the order (reference price, position, gross exposure,
+concentration) with no lock held -> under the gate's lock, run the checks in a fixed order and, when
+recording, take the rate permits and remember the order (duplicates, pending exposure) all
+together -> a refused order records nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
+
+from circuit_breakers.clock import Clock
+from circuit_breakers.config import to_decimal
+from circuit_breakers.errors import ConfigError, UnknownOrderError
+from circuit_breakers.ratelimit import Limit, RateLimiter, acquire_together
+from circuit_breakers.trading.orders import (
+    ACCEPTED,
+    Order,
+    OrderDecision,
+    OrderLimits,
+    RejectReason,
+    Side,
+    TradingState,
+)
+from circuit_breakers.trading.provider import checked_decimal
+from circuit_breakers.trading.rules import Level, Verdict
+
+logger = logging.getLogger(__name__)
+
+_HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the provider said about one order; an error string where it could not say."""
+
+    reference: Optional[Decimal]
+    reference_error: Optional[str]
+    position: Optional[Decimal]
+    position_error: Optional[str]
+    exposure: Optional[Decimal]
+    exposure_error: Optional[str]
+    concentration: Optional[Verdict]
+
+
+@dataclass
+class _Pending:
+    order: Order
+    remaining: Decimal
+    price: Decimal
+
+
+def _ask(provider: object, method: str, *args: Any) -> Tuple[Optional[Decimal], Optional[str]]:
+    """Call an optional provider method; (value, None), or (None, why not)."""
+    function = getattr(provider, method, None)
+    if function is None:
+        return None, f"provider has no {method}()"
+    try:
+        return checked_decimal(method, function(*args)), None
+    except Exception as exc:
+        logger.warning("%s failed; the order check fails closed: %r", method, exc)
+        return None, f"{method}() failed: {type(exc).__name__}: {exc}"
+
+
+def _reduces(order: Order, position: Decimal) -> bool:
+    if order.side is Side.SELL:
+        return position > 0 and order.quantity <= position
+    return position < 0 and order.quantity <= -position
+
+
+class PreTradeGate:
+    """Per-order checks over :class:`OrderLimits`; thread-safe."""
+
+    def __init__(self, limits: OrderLimits, order_limiter: RateLimiter, *, clock: Clock) -> None:
+        self.limits = limits
+        self._orders = order_limiter
+        self._mono = clock.monotonic
+        self._messages: Optional[RateLimiter] = (
+            RateLimiter(Limit(limits.max_messages_per_minute, 60), name="messages", clock=clock)
+            if limits.max_messages_per_minute is not None
+            else None
+        )
+        # _lock guards _restricted, _recent, _recent_order and _pending.
+        self._lock = threading.Lock()
+        self._restricted = set(limits.restricted_symbols)
+        self._recent: Dict[Tuple[Any, ...], float] = {}  # fingerprint -> time last accepted
+        self._recent_order: Deque[Tuple[float, Tuple[Any, ...]]] = deque()
+        self._pending: Dict[str, _Pending] = {}
+
+    # --- facts (no lock) --------------------------------------------------------------------------
+
+    def read_facts(
+        self, order: Order, provider: object, state: TradingState, concentration: Callable[[str, Decimal], Verdict]
+    ) -> _Facts:
+        """Ask the provider what the checks need for ``order``. Blocks while it answers."""
+        limits = self.limits
+        _, _, collar = limits.for_symbol(order.symbol)
+        needs_reference = collar is not None or order.price is None
+        reference, reference_error = (
+            _ask(provider, "get_reference_price", order.symbol) if needs_reference else (None, None)
+        )
+        position, position_error = (
+            _ask(provider, "get_position_quantity", order.symbol) if state is TradingState.REDUCING else (None, None)
+        )
+        exposure, exposure_error = (
+            _ask(provider, "get_gross_exposure") if limits.max_gross_exposure is not None else (None, None)
+        )
+        verdict = None
+        price = order.price if order.price is not None else reference
+        reducing = position is not None and _reduces(order, position)
+        if price is not None and not reducing:
+            signed = order.quantity * price * (1 if order.side is Side.BUY else -1)
+            verdict = concentration(order.symbol, signed)
+        return _Facts(reference, reference_error, position, position_error, exposure, exposure_error, verdict)
+
+    # --- decision (lock held) --------------------------------------------------------------------
+
+    def _judge(self, order: Order, facts: _Facts, state: TradingState, halted: str, now: float) -> OrderDecision:
+        if state is TradingState.HALTED:
+            return OrderDecision(False, RejectReason.TRADING_HALTED, halted)
+        reducing = False
+        if state is TradingState.REDUCING:
+            if facts.position is None:
+                return OrderDecision(False, RejectReason.REDUCE_ONLY, f"reduce-only ({halted}); {facts.position_error}")
+            reducing = _reduces(order, facts.position)
+            if not reducing:
+                return OrderDecision(
+                    False,
+                    RejectReason.REDUCE_ONLY,
+                    f"reduce-only ({halted}): {order.side.value} {order.quantity} {order.symbol} "
+                    f"does not reduce position {facts.position}",
+                )
+        if order.symbol in self._restricted:
+            return OrderDecision(False, RejectReason.RESTRICTED, f"{order.symbol} is on the restricted list")
+        max_notional, max_quantity, collar = self.limits.for_symbol(order.symbol)
+        if max_quantity is not None and order.quantity > max_quantity:
+            return OrderDecision(
+                False, RejectReason.MAX_QUANTITY, f"quantity {order.quantity} > limit {max_quantity} for {order.symbol}"
+            )
+        reference = facts.reference
+        if reference is None and (collar is not None or order.price is None):
+            kind = "market order" if order.price is None else "price collar"
+            return OrderDecision(
+                False, RejectReason.NO_REFERENCE_PRICE, f"{kind} needs a reference price: {facts.reference_error}"
+            )
+        if collar is not None and order.price is not None and reference is not None:
+            distance = abs(order.price - reference) / reference * _HUNDRED
+            if distance > collar:
+                return OrderDecision(
+                    False,
+                    RejectReason.PRICE_COLLAR,
+                    f"price {order.price} is {distance.quantize(Decimal('0.01'))}% from reference {reference} "
+                    f"(collar {collar}%)",
+                )
+        notional = order.notional(reference)
+        if max_notional is not None and notional > max_notional:
+            return OrderDecision(False, RejectReason.MAX_NOTIONAL, f"notional {notional} > limit {max_notional}")
+        window = self.limits.duplicate_window_seconds
+        if window is not None:
+            seen = self._recent.get(order.fingerprint)
+            if seen is not None and now - seen < window:
+                return OrderDecision(
+                    False,
+                    RejectReason.DUPLICATE,
+                    f"same {order.side.value} {order.quantity} {order.symbol} @ {order.price or 'market'} "
+                    f"{now - seen:.1f}s ago (window {window:g}s)",
+                )
+        if order.client_order_id is not None and order.client_order_id in self._pending:
+            return OrderDecision(False, RejectReason.DUPLICATE, f"client_order_id {order.client_order_id} is pending")
+        limit = self.limits.max_gross_exposure
+        if limit is not None and not reducing:
+            if facts.exposure is None:
+                return OrderDecision(False, RejectReason.EXPOSURE, f"gross exposure unknown: {facts.exposure_error}")
+            pending = self._pending_notional()
+            total = facts.exposure + pending + notional
+            if total > limit:
+                return OrderDecision(
+                    False,
+                    RejectReason.EXPOSURE,
+                    f"gross exposure {facts.exposure} + pending {pending} + order {notional} = {total} > limit {limit}",
+                )
+        if facts.concentration is not None and facts.concentration.level is Level.TRIP:
+            return OrderDecision(False, RejectReason.CONCENTRATION, f"{order.symbol}: {facts.concentration.message}")
+        return ACCEPTED
+
+    def _pending_notional(self) -> Decimal:
+        return sum((entry.remaining * entry.price for entry in self._pending.values()), Decimal(0))
+
+    def decide(self, order: Order, facts: _Facts, state: TradingState, halted: str, *, record: bool) -> OrderDecision:
+        """Run every check; with ``record``, remember an accepted order and take its rate permits."""
+        if record and order.client_order_id is None and self.limits.max_gross_exposure is not None:
+            raise ConfigError("with max_gross_exposure set, trade_guard(order) needs order.client_order_id")
+        with self._lock:
+            now = self._mono()
+            self._forget_old(now)
+            decision = self._judge(order, facts, state, halted, now)
+            if not decision.accepted:
+                return decision
+            limiters = [self._orders] + ([self._messages] if self._messages is not None else [])
+            if record:
+                refused = acquire_together(*limiters)
+            else:
+                refused = next((limiter for limiter in limiters if limiter.retry_after() > 0), None)
+            if refused is not None:
+                reason, what = (
+                    (RejectReason.RATE_LIMIT, "order")
+                    if refused is self._orders
+                    else (RejectReason.MESSAGE_RATE, "message")
+                )
+                return OrderDecision(
+                    False, reason, f"{what} rate limit reached; next slot in {refused.retry_after():.1f}s"
+                )
+            if record:
+                self._remember(order, facts, now)
+            return ACCEPTED
+
+    def _remember(self, order: Order, facts: _Facts, now: float) -> None:
+        if self.limits.duplicate_window_seconds is not None:
+            self._recent[order.fingerprint] = now
+            self._recent_order.append((now, order.fingerprint))
+        if order.client_order_id is not None:
+            price = order.price if order.price is not None else facts.reference
+            assert price is not None  # a market order without a reference was refused above
+            self._pending[order.client_order_id] = _Pending(order, order.quantity, price)
+
+    def _forget_old(self, now: float) -> None:
+        window = self.limits.duplicate_window_seconds
+        recent, queue = self._recent, self._recent_order
+        while queue and (window is None or now - queue[0][0] >= window):
+            at, fingerprint = queue.popleft()
+            if recent.get(fingerprint) == at:
+                del recent[fingerprint]
+
+    # --- after the order left -------------------------------------------------------------------
+
+    def filled(self, client_order_id: str, quantity: Decimal) -> Decimal:
+        """Release the pending exposure of a fill; return the quantity still pending.
+
+        Raises UnknownOrderError for an id that is not pending, ConfigError for a quantity <= 0 or
+        larger than what is pending.
+        """
+        amount = to_decimal("quantity", quantity)
+        with self._lock:
+            entry = self._pending_entry(client_order_id)
+            if not 0 < amount <= entry.remaining:
+                raise ConfigError(f"fill quantity must be in (0, {entry.remaining}], got {quantity!r}")
+            entry.remaining -= amount
+            if entry.remaining == 0:
+                del self._pending[client_order_id]
+            return entry.remaining
+
+    def cancelled(self, client_order_id: str) -> None:
+        """Release all pending exposure of an order; UnknownOrderError for an id that is not pending."""
+        with self._lock:
+            self._pending_entry(client_order_id)
+            del self._pending[client_order_id]
+
+    def _pending_entry(self, client_order_id: str) -> _Pending:
+        entry = self._pending.get(client_order_id)
+        if entry is None:
+            raise UnknownOrderError(client_order_id)
+        return entry
+
+    def record_message(self) -> bool:
+        """Count a cancel or modify against the message limit; False (not counted) when it is reached."""
+        return True if self._messages is None else self._messages.try_acquire()
+
+    # --- restricted list ---------------------------------------------------------------------------
+
+    def restrict(self, symbols: Iterable[str]) -> None:
+        """Add symbols to the restricted list."""
+        items = _checked_symbols(symbols)
+        with self._lock:
+            self._restricted.update(items)
+
+    def unrestrict(self, symbols: Iterable[str]) -> None:
+        """Remove symbols from the restricted list (absent ones are ignored)."""
+        items = _checked_symbols(symbols)
+        with self._lock:
+            self._restricted.difference_update(items)
+
+    def status(self) -> Dict[str, Any]:
+        """Restricted symbols, pending orders and exposure, and the message window."""
+        with self._lock:
+            status: Dict[str, Any] = {
+                "restricted_symbols": sorted(self._restricted),
+                "pending_orders": len(self._pending),
+                "pending_notional": self._pending_notional(),
+                "remembered_orders": len(self._recent),
+            }
+        if self._messages is not None:
+            status["messages"] = self._messages.status()["limits"][0]
+        return status
+
+
+def _checked_symbols(symbols: Iterable[str]) -> List[str]:
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    items = list(symbols)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"symbols must be non-empty str, got {item!r}")
+    return items

@@ -1,0 +1,207 @@
+"""Orders and the pre-trade limits they are checked against: Order, OrderLimits, OrderDecision.
+
+The checks follow what SEC 15c3-5 (c)(1), MiFID II RTS 6 art. 15 and the FIA's automated-trading
+guidance ask of an order before it leaves: maximum value and size, price collars, duplicates,
+restricted instruments, exposure counting orders already sent, and message rates.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Dict, FrozenSet, Optional, Tuple
+
+from circuit_breakers.config import check_int, check_number, to_decimal
+from circuit_breakers.errors import ConfigError, ConfigTypeError
+
+
+class Side(str, enum.Enum):
+    """Order side."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class TradingState(str, enum.Enum):
+    """What the desk may do: everything, only reduce positions, or nothing."""
+
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+class RejectReason(str, enum.Enum):
+    """Why an order was refused."""
+
+    TRADING_HALTED = "trading_halted"
+    REDUCE_ONLY = "reduce_only"
+    RESTRICTED = "restricted"
+    MAX_QUANTITY = "max_quantity"
+    NO_REFERENCE_PRICE = "no_reference_price"
+    PRICE_COLLAR = "price_collar"
+    MAX_NOTIONAL = "max_notional"
+    DUPLICATE = "duplicate"
+    EXPOSURE = "exposure"
+    CONCENTRATION = "concentration"
+    RATE_LIMIT = "rate_limit"
+    MESSAGE_RATE = "message_rate"
+
+
+def _positive(name: str, value: object) -> Decimal:
+    number = to_decimal(name, value)
+    if number <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    return number
+
+
+def _optional_positive(name: str, value: object) -> Optional[Decimal]:
+    return None if value is None else _positive(name, value)
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order about to be sent. ``price=None`` is a market order.
+
+    ``quantity`` and ``price`` are Decimal (ints and numeric strs converted exactly; floats
+    refused). Raises ConfigError / ConfigTypeError naming the field.
+
+    >>> Order("SPY", Side.BUY, Decimal("10"), Decimal("512.30")).notional()
+    Decimal('5123.00')
+    """
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Optional[Decimal] = None
+    client_order_id: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.symbol, str) or not self.symbol.strip():
+            raise ConfigError(f"symbol must be a non-empty str, got {self.symbol!r}")
+        if not isinstance(self.side, Side):
+            raise ConfigTypeError(f"side must be a Side, got {self.side!r}")
+        object.__setattr__(self, "quantity", _positive("quantity", self.quantity))
+        object.__setattr__(self, "price", _optional_positive("price", self.price))
+        if self.client_order_id is not None and (not isinstance(self.client_order_id, str) or not self.client_order_id):
+            raise ConfigError(f"client_order_id must be a non-empty str or None, got {self.client_order_id!r}")
+
+    def notional(self, reference_price: Optional[Decimal] = None) -> Decimal:
+        """quantity x price, or x ``reference_price`` for a market order; ConfigError if neither is known."""
+        price = self.price if self.price is not None else reference_price
+        if price is None:
+            raise ConfigError(f"market order for {self.symbol} has no reference price to value it")
+        return self.quantity * price
+
+    @property
+    def fingerprint(self) -> Tuple[str, Side, Decimal, Optional[Decimal]]:
+        """What makes two orders duplicates: symbol, side, quantity and price."""
+        return (self.symbol, self.side, self.quantity, self.price)
+
+
+@dataclass(frozen=True)
+class OrderDecision:
+    """The answer of a pre-trade check: ``accepted``, and if not, a ``reason`` and a ``message``."""
+
+    accepted: bool
+    reason: Optional[RejectReason] = None
+    message: str = "accepted"
+
+    def __bool__(self) -> bool:
+        return self.accepted
+
+
+ACCEPTED = OrderDecision(True)
+
+
+@dataclass(frozen=True)
+class SymbolLimits:
+    """Per-symbol overrides of the order-size and collar limits (None keeps the desk-wide value)."""
+
+    max_notional: Optional[Decimal] = None
+    max_quantity: Optional[Decimal] = None
+    price_collar_pct: Optional[Decimal] = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_notional", "max_quantity", "price_collar_pct"):
+            object.__setattr__(self, name, _optional_positive(name, getattr(self, name)))
+
+
+_REDUCIBLE = ("daily_loss", "volatility")
+
+
+@dataclass(frozen=True)
+class OrderLimits:
+    """Pre-trade limits, each off when None. Validated at construction; money and percent are Decimal.
+
+    - ``max_notional`` / ``max_quantity``: largest order value / size.
+    - ``price_collar_pct``: a limit price further than this percent from the reference price
+      (provider method ``get_reference_price(symbol)``) is refused; with a collar on, an order
+      whose reference price is unknown is refused (fail closed).
+    - ``duplicate_window_seconds``: the same symbol, side, quantity and price again within this
+      many seconds is refused.
+    - ``restricted_symbols``: never traded (changeable at run time on the breakers).
+    - ``max_gross_exposure``: provider ``get_gross_exposure()`` plus orders accepted and not yet
+      filled or cancelled may not exceed it; without that provider method every order is refused.
+    - ``max_messages_per_minute``: orders, cancels and modifies together.
+    - ``per_symbol``: :class:`SymbolLimits` overriding the size and collar limits per symbol.
+    - ``reducing_breakers``: the halts that leave the desk REDUCING (risk-reducing orders still
+      pass) rather than HALTED; remove a name to make its halt total.
+    """
+
+    max_notional: Optional[Decimal] = None
+    max_quantity: Optional[Decimal] = None
+    price_collar_pct: Optional[Decimal] = None
+    duplicate_window_seconds: Optional[float] = None
+    restricted_symbols: FrozenSet[str] = frozenset()
+    max_gross_exposure: Optional[Decimal] = None
+    max_messages_per_minute: Optional[int] = None
+    per_symbol: Mapping[str, SymbolLimits] = field(default_factory=dict)
+    reducing_breakers: FrozenSet[str] = frozenset(_REDUCIBLE)
+
+    def __post_init__(self) -> None:
+        for name in ("max_notional", "max_quantity", "price_collar_pct", "max_gross_exposure"):
+            object.__setattr__(self, name, _optional_positive(name, getattr(self, name)))
+        if self.duplicate_window_seconds is not None:
+            seconds = check_number("duplicate_window_seconds", self.duplicate_window_seconds)
+            object.__setattr__(self, "duplicate_window_seconds", seconds)
+        if self.max_messages_per_minute is not None:
+            check_int("max_messages_per_minute", self.max_messages_per_minute, 1)
+        object.__setattr__(self, "restricted_symbols", _symbols("restricted_symbols", self.restricted_symbols))
+        reducing = _symbols("reducing_breakers", self.reducing_breakers)
+        if not reducing <= set(_REDUCIBLE):
+            raise ConfigError(f"reducing_breakers may only name {', '.join(_REDUCIBLE)}, got {sorted(reducing)}")
+        object.__setattr__(self, "reducing_breakers", reducing)
+        if not isinstance(self.per_symbol, Mapping):
+            raise ConfigTypeError(f"per_symbol must map symbols to SymbolLimits, got {self.per_symbol!r}")
+        overrides: Dict[str, SymbolLimits] = {}
+        for symbol, limits in self.per_symbol.items():
+            if not isinstance(symbol, str) or not isinstance(limits, SymbolLimits):
+                raise ConfigTypeError(f"per_symbol must map str to SymbolLimits, got {symbol!r}: {limits!r}")
+            overrides[symbol] = limits
+        object.__setattr__(self, "per_symbol", overrides)
+
+    def __hash__(self) -> int:
+        return hash((self.max_notional, self.max_quantity, self.price_collar_pct, self.restricted_symbols))
+
+    def for_symbol(self, symbol: str) -> Tuple[Optional[Decimal], Optional[Decimal], Optional[Decimal]]:
+        """(max_notional, max_quantity, price_collar_pct) for ``symbol``, overrides applied."""
+        override = self.per_symbol.get(symbol)
+        if override is None:
+            return self.max_notional, self.max_quantity, self.price_collar_pct
+        return (
+            override.max_notional if override.max_notional is not None else self.max_notional,
+            override.max_quantity if override.max_quantity is not None else self.max_quantity,
+            override.price_collar_pct if override.price_collar_pct is not None else self.price_collar_pct,
+        )
+
+
+def _symbols(name: str, value: object) -> FrozenSet[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigTypeError(f"{name} must be a collection of str, got {value!r}")
+    items = frozenset(value)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise ConfigTypeError(f"{name} must hold non-empty str, got {item!r}")
+    return items
