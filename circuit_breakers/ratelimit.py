@@ -214,19 +214,40 @@ class RateLimiter:
         return f"RateLimiter({limits}, name={self.name!r})"
 
 
-def acquire_together(*limiters: RateLimiter) -> Optional[RateLimiter]:
+class Permits(Protocol):
+    """What the trading layer needs of a rate limiter: RateLimiter here, RedisRateLimiter shared."""
+
+    name: str
+
+    def try_acquire(self) -> bool: ...
+
+    def retry_after(self) -> float: ...
+
+    def status(self) -> Dict[str, Any]: ...
+
+    def reset(self) -> None: ...
+
+
+def acquire_together(*limiters: Permits) -> Optional[Permits]:
     """Take one permit from every limiter, or from none; return None, or the first limiter without room.
 
-    Locks are taken in a fixed order (by ``id``), so concurrent callers with overlapping limiters
-    cannot deadlock. Never blocks beyond those locks.
+    In-process limiters are locked in a fixed order (by ``id``), so concurrent callers cannot
+    deadlock. At most one limiter may be remote (its try_acquire decides atomically on its own);
+    its decision is taken while the local locks are held, so that a remote refusal leaves the local
+    windows untouched: the one place a lock is held across I/O, bounded by the store's timeout.
     """
-    ordered = sorted(set(limiters), key=id)
+    local = sorted({limiter for limiter in limiters if isinstance(limiter, RateLimiter)}, key=id)
+    remote = [limiter for limiter in limiters if not isinstance(limiter, RateLimiter)]
+    if len(remote) > 1:
+        raise ConfigError(f"acquire_together takes at most one remote limiter, got {remote!r}")
     with ExitStack() as stack:
-        for limiter in ordered:
+        for limiter in local:
             stack.enter_context(limiter._lock)
-        for limiter in limiters:
-            if limiter._room_and_record(record=False) > 0.0:
-                return limiter
-        for limiter in ordered:
+        for candidate in limiters:
+            if isinstance(candidate, RateLimiter) and candidate._room_and_record(record=False) > 0.0:
+                return candidate
+        if remote and not remote[0].try_acquire():
+            return remote[0]
+        for limiter in local:
             limiter._room_and_record(record=True)
     return None

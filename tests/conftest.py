@@ -14,6 +14,8 @@ from circuit_breakers import (
     ManualClock,
 )
 
+pytest_plugins = ["tests.redis_server"]
+
 
 class Boom(RuntimeError):
     """The failure raised by the helpers below."""

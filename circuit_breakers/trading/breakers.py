@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 import os
 import threading
+import weakref
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
@@ -26,17 +28,18 @@ from circuit_breakers.breaker import ensure_sync
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
 from circuit_breakers.config import CircuitBreakerConfig, to_decimal
 from circuit_breakers.errors import (
+    ConfigError,
     ConfigTypeError,
     KillSwitchError,
     StateStoreError,
     UnknownBreakerError,
 )
 from circuit_breakers.events import Callbacks, KillHandlers, Pending, fire
-from circuit_breakers.ratelimit import Limit, RateLimiter
+from circuit_breakers.ratelimit import Limit
 from circuit_breakers.registry import CircuitBreakerManager
-from circuit_breakers.stores.base import StateStore
 from circuit_breakers.stores.file import FileStore
 from circuit_breakers.stores.memory import MemoryStore
+from circuit_breakers.stores.shared import DocumentState, SharedState
 from circuit_breakers.trading import rules
 from circuit_breakers.trading.config import TradingBreakerConfig
 from circuit_breakers.trading.gate import PreTradeGate
@@ -85,17 +88,72 @@ class _Trip:
     def __init__(self, reason: str, at: dt.datetime, at_mono: float, day: dt.date) -> None:
         self.reason, self.at, self.at_mono, self.day = reason, at, at_mono, day
 
+    def record(self) -> Dict[str, Any]:
+        """The latch as the store keeps it."""
+        return {"reason": self.reason, "since": self.at.isoformat(), "trading_day": self.day.isoformat()}
 
-def _durable_state(path: Union[str, os.PathLike[str], None], clock: Clock) -> Tuple[StateStore, AuditLog]:
-    """The state store and audit log for ``path`` (memory and log-only without one).
 
-    Raises StateStoreError at once when the path cannot be written.
+def _parse_snapshot(snapshot: Dict[str, Dict[str, Any]]) -> Tuple[Dict[str, _Trip], Dict[str, Decimal]]:
+    """The latches and numeric values of a store snapshot; StateStoreError if any is unreadable."""
+    try:
+        latches = {
+            name: _Trip(
+                str(record["reason"]),
+                dt.datetime.fromisoformat(record["since"]),
+                0.0,
+                dt.date.fromisoformat(record["trading_day"]),
+            )
+            for name, record in snapshot["latches"].items()
+            if name in _LATCHES
+        }
+        values: Dict[str, Decimal] = {
+            key: to_decimal(key, snapshot["values"][key])
+            for key in ("high_water_mark", "drawdown_baseline_pct")
+            if key in snapshot["values"]
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateStoreError(f"stored state is unreadable: {type(exc).__name__}: {exc}") from exc
+    return latches, values
+
+
+def _sync_if_alive(owner: Callable[[], Optional[TradingCircuitBreakers]]) -> None:
+    breakers = owner()
+    if breakers is not None:
+        breakers._sync()
+
+
+def _state_and_audit(
+    path: Union[str, os.PathLike[str], None], store: Optional[SharedState], clock: Clock
+) -> Tuple[SharedState, AuditLog]:
+    """Where the state lives (memory, a file, or a shared store) and where engages are audited.
+
+    Raises StateStoreError at once when a state path cannot be written.
     """
+    if store is not None:
+        if path is not None:
+            raise ConfigError("give state_path or store, not both")
+        if not isinstance(store, SharedState):
+            raise ConfigTypeError(f"store must be a SharedState such as RedisStore, got {store!r}")
+        return store, AuditLog(None, clock=clock)
     if path is None:
-        return MemoryStore(), AuditLog(None, clock=clock)
-    store = FileStore(path)
-    store.check_writable()
-    return store, AuditLog(os.fspath(path) + ".audit.jsonl", clock=clock)
+        return DocumentState(MemoryStore()), AuditLog(None, clock=clock)
+    file_store = FileStore(path)
+    file_store.check_writable()
+    return DocumentState(file_store), AuditLog(os.fspath(path) + ".audit.jsonl", clock=clock)
+
+
+def _shared_reset_key(state: SharedState, secret: Union[str, bytes, None]) -> Optional[ResetKey]:
+    """The desk's reset key: the first process to arrive stores its hash; later ones must match it."""
+    mine = ResetKey(secret) if secret is not None else None
+    stored = state.update_value(
+        "reset_key", lambda old: old if old is not None or mine is None else json.dumps(mine.to_dict())
+    )
+    if stored is None:
+        return None
+    shared = ResetKey.from_dict(json.loads(stored))
+    if secret is not None and not shared.verify(secret):
+        raise ConfigError(f"reset_key does not match the reset key already stored in {state.describe()}")
+    return shared
 
 
 class TradingCircuitBreakers:
@@ -121,6 +179,7 @@ class TradingCircuitBreakers:
         state_path: Union[str, os.PathLike[str], None] = None,
         clock: Optional[Clock] = None,
         order_limits: Optional[OrderLimits] = None,
+        store: Optional[SharedState] = None,
     ) -> None:
         if not isinstance(provider, PortfolioProvider):
             raise ConfigTypeError(f"provider must implement PortfolioProvider, got {provider!r}")
@@ -133,20 +192,22 @@ class TradingCircuitBreakers:
         self._clock = SYSTEM_CLOCK if clock is None else clock
         self._mono = self._clock.monotonic
         self._stale_after = config.stale_after
+        self._state, self._audit = _state_and_audit(state_path, store, self._clock)
         self._guard = ResetGuard(
-            ResetKey(reset_key) if reset_key is not None else None,
+            _shared_reset_key(self._state, reset_key)
+            if self._state.shared
+            else (ResetKey(reset_key) if reset_key is not None else None),
             clock=self._clock,
             max_attempts=config.reset_max_attempts,
             lockout_seconds=config.reset_lockout_seconds,
         )
-        self._store, self._audit = _durable_state(state_path, self._clock)
 
         self.manager = CircuitBreakerManager(clock=self._clock)
         self._mirrors = {name: self.manager.create_circuit_breaker(name, kind) for name, kind in _LATCHES.items()}
         self._connection = self.manager.create_circuit_breaker(
             "connection", CircuitType.CONNECTION_FAILURE, _connection_config(config)
         )
-        self._limiter = RateLimiter(
+        self._limiter = self._state.rate_limiter(
             Limit(config.max_orders_per_minute, 60),
             Limit(config.max_orders_per_hour, 3600),
             name="rate_limit",
@@ -183,75 +244,113 @@ class TradingCircuitBreakers:
         self._baseline = Decimal(0)  # provider drawdown at the last kill-switch reset
         self._drawdowns: Dict[str, Decimal] = {}
         self._attention = False  # any latch or fault: can_trade() takes the slow path
-        self._restore()
+        self._writes = 0  # local changes sent to the store; a sync that raced one is dropped
+        self._unsent: Dict[str, Optional[Dict[str, Any]]] = {}  # latch writes that failed: record, or None to drop
+        self._attach_store()
 
-    # --- durable state ------------------------------------------------------------------------
-
-    def _restore(self) -> None:
-        try:
-            state = self._store.load()
-        except StateStoreError as exc:
-            logger.error("%s; engaging the kill switch until it is reset with the key", exc)
+    def _attach_store(self) -> None:
+        """Adopt what the store holds, then listen for other processes' changes."""
+        self._sync()
+        if isinstance(self._state, DocumentState):
             with self._lock:
-                self._engage(
-                    f"state unreadable: {exc}",
-                    self._mono(),
-                    self._clock.now(),
-                    [],
-                    actor="circuit_breakers",
-                    persist=False,
-                )
-            return
-        if not state:
-            self._persist_or_fault()
-            return
-        with self._lock:
-            now = self._clock.now()
-            for name in _LATCHES:
-                entry = state.get(name)
-                if isinstance(entry, dict) and entry.get("halted"):
-                    day = dt.date.fromisoformat(entry["trading_day"])
-                    at = dt.datetime.fromisoformat(entry["since"])
-                    self._latch(name, str(entry["reason"]), now, self._mono(), [], day=day, at=at)
-            if state.get("high_water_mark") is not None:
-                self._high_water = to_decimal("high_water_mark", state["high_water_mark"])
-            self._baseline = to_decimal("drawdown_baseline_pct", state.get("drawdown_baseline_pct", "0"))
-        if "max_drawdown" in self._trips:
-            logger.warning("kill switch restored engaged from %s", self._store.describe())
+                if "state" in self._faults:  # a state file that cannot be read may have held an engaged switch
+                    reason = f"state unreadable: {self._faults['state']}"
+                    self._engage(reason, self._mono(), self._clock.now(), [], actor="circuit_breakers")
+                else:  # a new state path gets its file now, so a bad path shows at once
+                    self._write(lambda state: state.flush() if isinstance(state, DocumentState) else None)
+        owner = weakref.ref(self)
+        self._unsubscribe = self._state.subscribe(lambda: _sync_if_alive(owner))
 
-    def _state_document(self) -> Dict[str, Any]:
-        document: Dict[str, Any] = {
-            "high_water_mark": None if self._high_water is None else str(self._high_water),
-            "drawdown_baseline_pct": str(self._baseline),
-        }
-        for name in _LATCHES:
-            trip = self._trips.get(name)
-            document[name] = (
-                {
-                    "halted": True,
-                    "reason": trip.reason,
-                    "since": trip.at.isoformat(),
-                    "trading_day": trip.day.isoformat(),
-                }
-                if trip
-                else {"halted": False}
-            )
-        return document
+    # --- state kept in the store ------------------------------------------------------------
 
-    def _persist_or_fault(self) -> None:
-        """Write the state document; a failure blocks trading until a later write succeeds.
+    def _write(self, operation: Callable[[SharedState], object]) -> None:
+        """Apply one change to the store; a failure blocks trading until the store answers again.
 
-        Called with the lock held (or before other threads exist): the document must be written
-        in the order of the changes it records.
+        Called with the lock held: changes must reach the store in the order they were made.
         """
+        self._writes += 1
         try:
-            self._store.save(self._state_document())
+            operation(self._state)
         except StateStoreError as exc:
-            logger.error("%s; trading is blocked until the state can be written", exc)
-            self._faults["state"] = str(exc)
+            self._store_failed(exc)
         else:
             self._faults.pop("state", None)
-        self._attention = bool(self._trips or self._faults)
+            self._attention = bool(self._trips or self._faults)
+
+    def _write_value(self, key: str, update: Callable[[Optional[str]], Optional[str]]) -> None:
+        """Update a stored value (lock held); the store's answer wins, for values other processes share."""
+        result: List[Optional[str]] = []
+        self._write(lambda state: result.append(state.update_value(key, update)))
+        if result:
+            value = None if result[0] is None else to_decimal(key, result[0])
+            if key == "high_water_mark":
+                self._high_water = value
+            else:
+                self._baseline = Decimal(0) if value is None else value
+
+    def _store_failed(self, exc: StateStoreError) -> None:
+        """Lock held."""
+        if "state" not in self._faults:
+            logger.error("%s; trading is blocked until the state store answers", exc)
+        self._faults["state"] = str(exc)
+        self._attention = True
+
+    def _put(self, name: str, record: Optional[Dict[str, Any]]) -> None:
+        """Set (or, with None, drop) a latch in the store; remembered and retried if the store fails."""
+        self._unsent[name] = record
+
+        def send(state: SharedState) -> None:
+            if record is None:
+                state.drop_latch(name)
+            else:
+                state.put_latch(name, record)
+            self._unsent.pop(name, None)
+
+        self._write(send)
+
+    def _sync(self) -> None:
+        """Adopt the store's latches and values: other processes' engages and resets, or a restart's.
+
+        Blocks on the store, with no lock held while it answers. A store that fails blocks trading
+        until it answers again.
+        """
+        with self._lock:
+            for name, record in list(self._unsent.items()):
+                self._put(name, record)
+            writes = self._writes
+        try:
+            snapshot = self._state.snapshot()
+            latches, values = _parse_snapshot(snapshot)
+        except StateStoreError as exc:
+            with self._lock:
+                self._store_failed(exc)
+            return
+        pending: Pending = []
+        with self._lock:
+            if self._writes != writes or self._unsent:
+                return  # a local change raced this read, or could not be sent: the next sync decides
+            mono, now = self._mono(), self._clock.now()
+            for name in _LATCHES:
+                trip = latches.get(name)
+                if trip is not None and name not in self._trips:
+                    self._latch(name, trip.reason, now, mono, pending, day=trip.day, at=trip.at, store=False)
+                    if name == "max_drawdown":
+                        pending.append((self._on_kill, (trip.reason,)))
+                        logger.warning("kill switch engaged (from %s): %s", self._state.describe(), trip.reason)
+                elif trip is None and name in self._trips:
+                    self._release(name, pending, store=False)
+            self._high_water = values.get("high_water_mark", self._high_water)
+            self._baseline = values.get("drawdown_baseline_pct", self._baseline)
+            self._faults.pop("state", None)
+            self._attention = bool(self._trips or self._faults)
+        fire(pending)
+
+    def close(self) -> None:
+        """Stop the monitor thread and the store's listener. Idempotent."""
+        self.stop_monitoring()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     # --- latches (lock held) -------------------------------------------------------------------
 
@@ -265,31 +364,32 @@ class TradingCircuitBreakers:
         *,
         day: Optional[dt.date] = None,
         at: Optional[dt.datetime] = None,
+        store: bool = True,
     ) -> None:
         trip = _Trip(reason, at or now, mono, day or self.config.trading_day(now))
         self._trips[name] = self._last_trips[name] = trip
         self._mirrors[name]._move(CircuitState.OPEN, pending, forced=True)
         self._attention = True
         pending.append((self._on_trip, (name, reason)))
+        if store:
+            self._put(name, trip.record())
 
-    def _release(self, name: str, pending: Pending) -> bool:
+    def _release(self, name: str, pending: Pending, *, store: bool = True) -> bool:
         if self._trips.pop(name, None) is None:
             return False
         self._mirrors[name]._move(CircuitState.CLOSED, pending)
         self._attention = bool(self._trips or self._faults)
         pending.append((self._on_recovery, (name,)))
+        if store:
+            self._put(name, None)
         return True
 
-    def _engage(
-        self, reason: str, mono: float, now: dt.datetime, pending: Pending, *, actor: str, persist: bool = True
-    ) -> None:
+    def _engage(self, reason: str, mono: float, now: dt.datetime, pending: Pending, *, actor: str) -> None:
         if "max_drawdown" in self._trips:
             return
         self._latch("max_drawdown", reason, now, mono, pending)
         pending.append((self._on_kill, (reason,)))
         self._audit.record("kill_switch_engaged", reason=reason, actor=actor)
-        if persist:
-            self._persist_or_fault()
 
     def _warn(self, name: str, verdict: Verdict, pending: Pending) -> None:
         """Fire a warning once per crossing of the warning level; forget it when the figure recovers."""
@@ -308,7 +408,9 @@ class TradingCircuitBreakers:
         Blocks while the provider answers; runs on the caller's thread (the monitor calls the
         same code). A provider that raises or answers garbage is logged and counted; after
         ``connection_failure_threshold`` bad readings in a row trading halts until a good one.
+        It also re-reads the state store (the polling fallback for shared stores).
         """
+        self._sync()
         try:
             reading: Optional[Reading] = take_reading(self.provider, self.config.volatility_lookback_days)
             error = ""
@@ -342,12 +444,15 @@ class TradingCircuitBreakers:
     def _evaluate(self, reading: Reading, mono: float, now: dt.datetime, pending: Pending) -> None:
         self._reading = reading
         config = self.config
-        dirty = False
-        if self._high_water is None or reading.total_value > self._high_water:
-            self._high_water = reading.total_value
-            dirty = True
+        total = reading.total_value
+        if self._high_water is None or total > self._high_water:
+            self._high_water = total
+            self._write_value(
+                "high_water_mark", lambda old: old if old is not None and Decimal(old) >= total else str(total)
+            )
         if self._baseline < 0 and reading.max_drawdown_pct >= 0:
-            self._baseline, dirty = Decimal(0), True  # the provider saw a new peak
+            self._baseline = Decimal(0)  # the provider saw a new peak
+            self._write_value("drawdown_baseline_pct", lambda old: None)
         own = rules.drawdown_from_peak(reading.total_value, self._high_water)
         theirs = rules.rebased_drawdown(reading.max_drawdown_pct, self._baseline)
         self._drawdowns = {"own": own, "provider": theirs, "effective": min(own, theirs)}
@@ -364,19 +469,14 @@ class TradingCircuitBreakers:
             if verdict.level is Level.TRIP and name not in self._trips:
                 if name == "max_drawdown":
                     self._engage(verdict.message, mono, now, pending, actor="circuit_breakers")
-                    dirty = False
                 else:
                     self._latch(name, verdict.message, now, mono, pending)
-                    dirty = True
-        if dirty:
-            self._persist_or_fault()
 
     def _apply_time_rules(self, mono: float, now: dt.datetime, pending: Pending) -> None:
         """Lift day halts on a new trading day, and (with auto_recovery) after the cooldown if cleared."""
         if not self._trips:
             return
         today = self.config.trading_day(now)
-        changed = False
         for name in _DAY_HALTS:
             trip = self._trips.get(name)
             if trip is None:
@@ -384,9 +484,7 @@ class TradingCircuitBreakers:
             cleared = self._verdicts.get(name, Verdict(Level.OK, None, "")).level is not Level.TRIP
             cooled = self.config.auto_recovery and mono - trip.at_mono >= self.config.cooldown_seconds
             if trip.day != today or (cooled and cleared):
-                changed |= self._release(name, pending)
-        if changed:
-            self._persist_or_fault()
+                self._release(name, pending)
 
     # --- trading API --------------------------------------------------------------------------
 
@@ -477,7 +575,7 @@ class TradingCircuitBreakers:
 
         A throttle, not a halt: it never blocks ``can_trade()``, and frees up as the windows slide.
         """
-        return self._limiter.try_acquire()
+        return bool(self._limiter.try_acquire())
 
     def check_position_concentration(self, symbol: str, proposed_value: Decimal) -> bool:
         """Whether adding ``proposed_value`` to ``symbol`` keeps it within ``max_position_pct``.
@@ -525,12 +623,17 @@ class TradingCircuitBreakers:
         ConfigTypeError for floats.
         """
         delta = to_decimal("amount", amount)
+
+        def moved(old: Optional[str]) -> Optional[str]:
+            if old is None:
+                return None
+            mark = Decimal(old) + delta
+            return str(mark) if mark > 0 else None
+
         with self._lock:
             if self._high_water is not None:
-                self._high_water += delta
-                if self._high_water <= 0:
-                    self._high_water = None
-                self._persist_or_fault()
+                self._high_water = self._high_water + delta if self._high_water + delta > 0 else None
+                self._write_value("high_water_mark", moved)
 
     def trade_guard(self, symbol: Union[str, Order, None] = None, value: Optional[Decimal] = None) -> TradeGuard:
         """A ``with`` block that may trade only if trading is allowed now.
@@ -634,15 +737,23 @@ class TradingCircuitBreakers:
         if not self._guard.check(auth_key):
             self._audit.record("kill_switch_reset_refused", reason="wrong key", actor=actor)
             return False
+        unreadable = False
+        if "state" in self._faults:
+            try:
+                _parse_snapshot(self._state.snapshot())
+            except StateStoreError:
+                unreadable = True
         pending: Pending = []
         with self._lock:
+            if unreadable:  # with the key, the operator chooses to start from a fresh state
+                self._unsent.clear()
+                self._write(lambda state: state.reset())
             if self._reading is not None:
-                self._high_water = self._reading.total_value
-                self._baseline = min(self._reading.max_drawdown_pct, Decimal(0))
+                total, baseline = self._reading.total_value, min(self._reading.max_drawdown_pct, Decimal(0))
+                self._write_value("high_water_mark", lambda old: str(total))
+                self._write_value("drawdown_baseline_pct", lambda old: str(baseline) if baseline < 0 else None)
             self._release("max_drawdown", pending)
-            self._faults.pop("state", None)
             self._audit.record("kill_switch_reset", reason="reset with key", actor=actor)
-            self._persist_or_fault()
         fire(pending)
         return True
 
@@ -670,10 +781,8 @@ class TradingCircuitBreakers:
                 changed = self._warnings.pop(name, None) is not None
             else:
                 changed = self._release(name, pending)
-                if changed:
-                    if name == "max_drawdown":
-                        self._audit.record("kill_switch_reset", reason="reset_breaker", actor=None)
-                    self._persist_or_fault()
+                if changed and name == "max_drawdown":
+                    self._audit.record("kill_switch_reset", reason="reset_breaker", actor=None)
         fire(pending)
         return changed
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 from circuit_breakers.clock import Clock
 from circuit_breakers.config import to_decimal
 from circuit_breakers.errors import ConfigError, UnknownOrderError
-from circuit_breakers.ratelimit import Limit, RateLimiter, acquire_together
+from circuit_breakers.ratelimit import Limit, Permits, RateLimiter, acquire_together
 from circuit_breakers.trading.orders import (
     ACCEPTED,
     Order,
@@ -77,7 +77,7 @@ def _reduces(order: Order, position: Decimal) -> bool:
 class PreTradeGate:
     """Per-order checks over :class:`OrderLimits`; thread-safe."""
 
-    def __init__(self, limits: OrderLimits, order_limiter: RateLimiter, *, clock: Clock) -> None:
+    def __init__(self, limits: OrderLimits, order_limiter: Permits, *, clock: Clock) -> None:
         self.limits = limits
         self._orders = order_limiter
         self._mono = clock.monotonic
@@ -202,7 +202,7 @@ class PreTradeGate:
             decision = self._judge(order, facts, state, halted, now)
             if not decision.accepted:
                 return decision
-            limiters = [self._orders] + ([self._messages] if self._messages is not None else [])
+            limiters: List[Permits] = [self._orders] + ([self._messages] if self._messages is not None else [])
             if record:
                 refused = acquire_together(*limiters)
             else:

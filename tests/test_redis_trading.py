@@ -1,0 +1,261 @@
+"""Trading state shared through a real redis-server: kill switch, halts, order-rate limit, fail-closed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any, Callable, List
+
+import pytest
+import redis
+
+from circuit_breakers import ConfigError, ManualClock, TradingBreakerConfig, TradingCircuitBreakers
+from circuit_breakers.stores.redis_store import RedisRateLimiter, RedisStore
+from circuit_breakers.stores.shared import SharedState
+from tests.redis_server import RedisServer
+
+KEY = "shared-desk-key"
+
+
+class Provider:
+    def __init__(self) -> None:
+        self.pnl_pct = Decimal(0)
+
+    def get_total_value(self) -> Decimal:
+        return Decimal(1000000)
+
+    def get_daily_pnl(self) -> Decimal:
+        return self.pnl_pct * 10000
+
+    def get_daily_pnl_pct(self) -> Decimal:
+        return self.pnl_pct
+
+    def get_max_drawdown(self) -> Decimal:
+        return Decimal(0)
+
+    def get_position_concentration(self, symbol: str) -> Decimal:
+        return Decimal(0)
+
+
+Make = Callable[..., TradingCircuitBreakers]
+
+
+@pytest.fixture
+def make(redis_server: RedisServer, redis_client: Any) -> Iterator[Make]:
+    made: List[TradingCircuitBreakers] = []
+
+    def build(namespace: str = "desk", server: RedisServer = redis_server, **kwargs: Any) -> TradingCircuitBreakers:
+        kwargs.setdefault("reset_key", KEY)
+        config = kwargs.pop("config", TradingBreakerConfig(max_orders_per_minute=10, max_orders_per_hour=100))
+        store = RedisStore(server.client(), namespace)
+        breakers = TradingCircuitBreakers(kwargs.pop("provider", Provider()), config, store=store, **kwargs)
+        made.append(breakers)
+        return breakers
+
+    yield build
+    for breakers in made:
+        breakers.close()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 3.0) -> float:
+    """Seconds until ``condition()`` held; fails after ``seconds``. Polls another thread's effect."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < seconds, "condition not met in time"
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+def test_redis_store_is_a_shared_state(redis_client: Any) -> None:
+    store = RedisStore(redis_client, "x")
+    assert isinstance(store, SharedState)
+    assert store.shared
+    assert store.describe() == "redis x"
+
+
+def test_client_without_timeouts_is_refused(redis_server: RedisServer) -> None:
+    client = redis.Redis(port=redis_server.port, socket_timeout=None, socket_connect_timeout=None)
+    with pytest.raises(ConfigError, match="socket_timeout"):
+        RedisStore(client, "x")
+
+
+def test_kill_switch_engaged_in_one_process_halts_the_other_at_once(make: Make) -> None:
+    first, second = make(), make()
+    handled = threading.Event()
+    second.register_kill_handler(lambda reason: handled.set())
+    first.engage_kill_switch("risk says stop")
+    assert wait_until(lambda: not second.can_trade()) < 1.0  # pub/sub: no check interval needed
+    assert second.kill_switch_active
+    assert handled.wait(1.0)
+    assert second.get_blocking_reasons()[0] == "max_drawdown: kill switch engaged: risk says stop"
+
+
+def test_reset_from_another_process_releases_all(make: Make) -> None:
+    first, second, third = make(), make(), make()
+    first.engage_kill_switch("stop")
+    wait_until(lambda: third.kill_switch_active and second.kill_switch_active)
+    assert second.reset_kill_switch("wrong") is False
+    assert second.reset_kill_switch(KEY) is True
+    wait_until(lambda: first.can_trade() and third.can_trade())
+
+
+def test_polling_sees_the_kill_switch_without_the_listener(make: Make) -> None:
+    first, second = make(), make()
+    assert second._unsubscribe is not None
+    second._unsubscribe()  # no pub/sub: only the periodic check remains
+    second._unsubscribe = None
+    first.engage_kill_switch("stop")
+    second.check_now()
+    assert second.kill_switch_active
+
+
+def test_daily_loss_halt_is_shared(make: Make) -> None:
+    provider = Provider()
+    first, second = make(provider=provider), make()
+    provider.pnl_pct = Decimal("-2.5")
+    first.check_now()
+    wait_until(lambda: not second.can_trade())
+    assert second.get_blocking_reasons() == ["daily_loss: P&L -2.5% <= limit -2.0%"]
+    assert second.trading_state.value == "reducing"
+
+
+def test_order_rate_limit_is_shared_exactly(make: Make) -> None:
+    first, second = make(), make()
+    admitted = [first.record_order() for _ in range(6)] + [second.record_order() for _ in range(6)]
+    assert admitted.count(True) == 10
+    assert admitted[-2:] == [False, False]
+    assert second.get_status().orders_last_minute == 10
+
+
+def test_order_rate_limit_is_exact_under_threads(make: Make) -> None:
+    breakers = [make() for _ in range(4)]
+    barrier = threading.Barrier(8)
+    results: List[bool] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        barrier.wait(5)
+        mine = [breakers[index % 4].record_order() for _ in range(10)]
+        with lock:
+            results.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert results.count(True) == 10
+
+
+def test_one_round_trip_per_decision(make: Make, redis_client: Any) -> None:
+    breakers = make()
+    limiter = breakers._limiter
+    assert isinstance(limiter, RedisRateLimiter)
+    redis_client.config_resetstat()
+    before = limiter.round_trips
+    for _ in range(5):
+        breakers.record_order()
+    assert limiter.round_trips - before == 5
+    stats = redis_client.info("commandstats")
+    calls = sum(entry["calls"] for name, entry in stats.items() if name.startswith("cmdstat_evalsha"))
+    assert calls == 5
+
+
+def test_windows_use_the_server_clock_not_the_hosts(make: Make) -> None:
+    early = make(clock=ManualClock(monotonic_start=0.0))
+    late = make(clock=ManualClock(monotonic_start=10_000_000.0))
+    assert [early.record_order() for _ in range(5)] + [late.record_order() for _ in range(6)] == [True] * 10 + [False]
+
+
+def test_rate_keys_expire_on_their_own(make: Make, redis_client: Any) -> None:
+    make().record_order()
+    keys = [key.decode() for key in redis_client.keys("desk:rate:*")]
+    assert len(keys) == 2
+    assert all(0 < redis_client.pttl(key) <= 3_600_000 for key in keys)
+
+
+def test_reset_key_hash_is_shared_and_secret(make: Make, redis_client: Any) -> None:
+    make()
+    stored = redis_client.hget("desk:values", "reset_key").decode()
+    assert KEY not in stored
+    assert set(json.loads(stored)) >= {"salt", "hash"}
+    keyless = make(reset_key=None)
+    keyless.engage_kill_switch("stop")
+    assert keyless.reset_kill_switch(KEY) is True  # verified against the desk's shared hash
+    with pytest.raises(ConfigError, match="does not match"):
+        make(reset_key="another key")
+
+
+def test_redis_down_blocks_trading_and_recovers(make: Make, own_redis_server: RedisServer) -> None:
+    breakers = make(server=own_redis_server)
+    assert breakers.can_trade()
+    own_redis_server.kill()
+    elapsed = wait_until(lambda: not breakers.can_trade(), seconds=5.0)
+    assert elapsed < 3.0
+    reasons = breakers.get_blocking_reasons()
+    assert any(reason.startswith("state: redis desk") for reason in reasons), reasons
+    assert breakers.record_order() is False
+    own_redis_server.start()
+    wait_until(breakers.can_trade, seconds=10.0)
+    assert breakers.record_order() is True
+
+
+def test_engaged_kill_switch_survives_a_redis_restart(make: Make, own_redis_server: RedisServer) -> None:
+    make(server=own_redis_server).engage_kill_switch("before the restart")
+    own_redis_server.kill()
+    own_redis_server.start()
+    later = make(server=own_redis_server)
+    assert later.kill_switch_active
+    assert not later.can_trade()
+
+
+def _spawn(role: str, server: RedisServer, namespace: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.redis_worker", role, server.url, namespace, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _result(process: subprocess.Popen[str]) -> Any:
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_four_processes_share_fifty_orders_a_minute(redis_server: RedisServer, redis_client: Any) -> None:
+    workers = [_spawn("orders", redis_server, "procs", "30") for _ in range(4)]
+    for worker in workers:
+        assert worker.stdout is not None
+        assert json.loads(worker.stdout.readline())["ready"]
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    assert sum(_result(worker)["admitted"] for worker in workers) == 50
+
+
+def test_kill_switch_from_one_process_blocks_three_and_a_reset_releases_them(
+    redis_server: RedisServer, redis_client: Any
+) -> None:
+    watchers = [_spawn("watch", redis_server, "kill", "20") for _ in range(3)]
+    for watcher in watchers:
+        assert watcher.stdout is not None
+        assert json.loads(watcher.stdout.readline())["ready"]
+    engaged_at = _result(_spawn("engage", redis_server, "kill"))["engaged_at"]
+    check_interval = 0.5  # the workers' check_interval_seconds
+    for watcher in watchers:
+        assert watcher.stdout is not None
+        seen = json.loads(watcher.stdout.readline())
+        assert seen["blocked_at"] - engaged_at < check_interval
+        assert seen["reasons"][0].startswith("max_drawdown: kill switch engaged")
+    assert _result(_spawn("reset", redis_server, "kill", KEY))["reset"] is True
+    for watcher in watchers:
+        assert _result(watcher)["released_after"] < 20
