@@ -219,6 +219,9 @@ class Permits(Protocol):
 
     name: str
 
+    @property
+    def limits(self) -> Tuple[Limit, ...]: ...
+
     def try_acquire(self) -> bool: ...
 
     def retry_after(self) -> float: ...

@@ -234,7 +234,8 @@ class TradingCircuitBreakers:
         self._trips: Dict[str, _Trip] = {}  # latched halts: daily_loss, max_drawdown (kill switch), volatility
         self._last_trips: Dict[str, _Trip] = {}  # most recent trip of each breaker, for status
         self._faults: Dict[str, str] = {}  # fail-closed conditions: provider, monitor, state
-        self._warnings: Dict[str, str] = {}  # breakers at or past their warning level
+        # at or past a warning level, by breaker (and symbol: "position_concentration:SPY") -> message
+        self._warnings: Dict[str, str] = {}
         self._verdicts: Dict[str, Verdict] = {}
         self._reading: Optional[Reading] = None
         self._bad_readings = 0
@@ -244,6 +245,7 @@ class TradingCircuitBreakers:
         self._baseline = Decimal(0)  # provider drawdown at the last kill-switch reset
         self._drawdowns: Dict[str, Decimal] = {}
         self._attention = False  # any latch or fault: can_trade() takes the slow path
+        self._rebase_pending = False  # the kill switch was reset before any reading
         self._writes = 0  # local changes sent to the store; a sync that raced one is dropped
         self._unsent: Dict[str, Optional[Dict[str, Any]]] = {}  # latch writes that failed: record, or None to drop
         self._attach_store()
@@ -334,6 +336,7 @@ class TradingCircuitBreakers:
                 trip = latches.get(name)
                 if trip is not None and name not in self._trips:
                     self._latch(name, trip.reason, now, mono, pending, day=trip.day, at=trip.at, store=False)
+                    self._verdicts.pop(name, None)  # auto recovery waits for a reading of our own
                     if name == "max_drawdown":
                         pending.append((self._on_kill, (trip.reason,)))
                         logger.warning("kill switch engaged (from %s): %s", self._state.describe(), trip.reason)
@@ -391,14 +394,20 @@ class TradingCircuitBreakers:
         pending.append((self._on_kill, (reason,)))
         self._audit.record("kill_switch_engaged", reason=reason, actor=actor)
 
-    def _warn(self, name: str, verdict: Verdict, pending: Pending) -> None:
-        """Fire a warning once per crossing of the warning level; forget it when the figure recovers."""
+    def _warn(self, name: str, verdict: Verdict, pending: Pending, *, symbol: Optional[str] = None) -> None:
+        """Fire a warning once per crossing of the warning level (per symbol for concentration);
+        forget it when the figure recovers."""
+        key = name if symbol is None else f"{name}:{symbol}"
         if verdict.level >= Level.WARN:
-            if name not in self._warnings:
-                pending.append((self._on_warning, (name, verdict.message)))
-            self._warnings[name] = verdict.message
+            if key not in self._warnings:
+                message = verdict.message if symbol is None else f"{symbol}: {verdict.message}"
+                pending.append((self._on_warning, (name, message)))
+            self._warnings[key] = verdict.message
         else:
-            self._warnings.pop(name, None)
+            self._warnings.pop(key, None)
+
+    def _warning_names(self) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys(key.split(":", 1)[0] for key in self._warnings))
 
     # --- evaluation ---------------------------------------------------------------------------
 
@@ -441,8 +450,17 @@ class TradingCircuitBreakers:
         fire(pending)
         return self.get_status()
 
+    def _rebase(self, reading: Reading) -> None:
+        """Measure drawdown from ``reading`` on: after a kill-switch reset. Lock held."""
+        total, baseline = reading.total_value, min(reading.max_drawdown_pct, Decimal(0))
+        self._write_value("high_water_mark", lambda old: str(total))
+        self._write_value("drawdown_baseline_pct", lambda old: str(baseline) if baseline < 0 else None)
+        self._rebase_pending = False
+
     def _evaluate(self, reading: Reading, mono: float, now: dt.datetime, pending: Pending) -> None:
         self._reading = reading
+        if self._rebase_pending:
+            self._rebase(reading)
         config = self.config
         total = reading.total_value
         if self._high_water is None or total > self._high_water:
@@ -481,9 +499,10 @@ class TradingCircuitBreakers:
             trip = self._trips.get(name)
             if trip is None:
                 continue
-            cleared = self._verdicts.get(name, Verdict(Level.OK, None, "")).level is not Level.TRIP
+            verdict = self._verdicts.get(name)  # None until a reading after a restart or adoption
+            cleared = verdict is not None and verdict.level is not Level.TRIP
             cooled = self.config.auto_recovery and mono - trip.at_mono >= self.config.cooldown_seconds
-            if trip.day != today or (cooled and cleared):
+            if today > trip.day or (cooled and cleared):  # a wall clock stepped back lifts nothing
                 self._release(name, pending)
 
     # --- trading API --------------------------------------------------------------------------
@@ -604,7 +623,7 @@ class TradingCircuitBreakers:
         pending: Pending = []
         with self._lock:
             self._verdicts["position_concentration"] = verdict
-            self._warn("position_concentration", verdict, pending)
+            self._warn("position_concentration", verdict, pending, symbol=symbol)
         fire(pending)
         return verdict
 
@@ -613,8 +632,15 @@ class TradingCircuitBreakers:
         self._connection.record_failure(error)
 
     def record_connection_success(self) -> None:
-        """Count a successful broker call (closes a half-open connection breaker)."""
-        self._connection.record_success()
+        """Count a successful broker call: it closes a half-open connection breaker, as a trial would.
+
+        Ignored while the breaker is open (its open timeout decides when it is tried again).
+        """
+        connection = self._connection
+        if connection.state is not CircuitState.OPEN:
+            ticket = connection._admit()
+            if ticket is not None:
+                connection._succeeded(ticket)
 
     def record_cash_flow(self, amount: Decimal) -> None:
         """Move the library's high-water mark by a deposit (+) or withdrawal (-) so it is not read as P&L.
@@ -662,9 +688,9 @@ class TradingCircuitBreakers:
     def _decide(self, order: Order, *, record: bool) -> OrderDecision:
         if not isinstance(order, Order):
             raise ConfigTypeError(f"expected an Order, got {order!r}")
-        state, why = self._trading_state()
+        state, _ = self._trading_state()
         facts = self._gate.read_facts(order, self.provider, state, self._judge_concentration)
-        return self._gate.decide(order, facts, state, why, record=record)
+        return self._gate.decide(order, facts, self._trading_state, record=record)
 
     def record_cancel(self) -> bool:
         """Count a cancel request against the message limit; False (not counted) when it is reached."""
@@ -749,9 +775,9 @@ class TradingCircuitBreakers:
                 self._unsent.clear()
                 self._write(lambda state: state.reset())
             if self._reading is not None:
-                total, baseline = self._reading.total_value, min(self._reading.max_drawdown_pct, Decimal(0))
-                self._write_value("high_water_mark", lambda old: str(total))
-                self._write_value("drawdown_baseline_pct", lambda old: str(baseline) if baseline < 0 else None)
+                self._rebase(self._reading)
+            else:  # no reading since a restart: re-base on the first one
+                self._rebase_pending = True
             self._release("max_drawdown", pending)
             self._audit.record("kill_switch_reset", reason="reset with key", actor=actor)
         fire(pending)
@@ -778,7 +804,10 @@ class TradingCircuitBreakers:
         pending: Pending = []
         with self._lock:
             if name == "position_concentration":
-                changed = self._warnings.pop(name, None) is not None
+                keys = [key for key in self._warnings if key.split(":", 1)[0] == name]
+                for key in keys:
+                    del self._warnings[key]
+                changed = bool(keys)
             else:
                 changed = self._release(name, pending)
                 if changed and name == "max_drawdown":
@@ -851,7 +880,7 @@ class TradingCircuitBreakers:
             blocks = self._blocks(mono, connection_block)
             details = self._details()
             kill_switch = "max_drawdown" in self._trips
-            warnings = tuple(self._warnings)
+            warnings = self._warning_names()
             last_good = self._last_good
             monitoring = self._monitoring
         fire(pending)
@@ -891,7 +920,7 @@ class TradingCircuitBreakers:
             last = self._last_trips.get(name)
             details[name] = {
                 "tripped": name in self._trips,
-                "warning": name in self._warnings,
+                "warning": name in self._warning_names(),
                 "value": None if verdict is None else verdict.value,
                 "message": None if verdict is None else verdict.message,
                 "limit": limit,

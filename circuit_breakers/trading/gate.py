@@ -17,7 +17,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from circuit_breakers.clock import Clock
 from circuit_breakers.config import to_decimal
-from circuit_breakers.errors import ConfigError, UnknownOrderError
+from circuit_breakers.errors import ConfigError, ConfigTypeError, UnknownOrderError
 from circuit_breakers.ratelimit import Limit, Permits, RateLimiter, acquire_together
 from circuit_breakers.trading.orders import (
     ACCEPTED,
@@ -54,24 +54,36 @@ class _Pending:
     order: Order
     remaining: Decimal
     price: Decimal
+    reduces: bool  # accepted as risk-reducing: counts against the position, not as exposure
 
 
-def _ask(provider: object, method: str, *args: Any) -> Tuple[Optional[Decimal], Optional[str]]:
-    """Call an optional provider method; (value, None), or (None, why not)."""
+def _ask(
+    provider: object, method: str, *args: Any, minimum: Optional[Decimal] = None, strict: bool = False
+) -> Tuple[Optional[Decimal], Optional[str]]:
+    """Call an optional provider method; (value, None), or (None, why not).
+
+    A value below ``minimum`` (or equal to it, when ``strict``) is garbage: a price of 0 or a
+    negative gross exposure would make a check pass that must not.
+    """
     function = getattr(provider, method, None)
     if function is None:
         return None, f"provider has no {method}()"
     try:
-        return checked_decimal(method, function(*args)), None
+        value = checked_decimal(method, function(*args))
     except Exception as exc:
         logger.warning("%s failed; the order check fails closed: %r", method, exc)
         return None, f"{method}() failed: {type(exc).__name__}: {exc}"
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        logger.warning("%s returned %s; the order check fails closed", method, value)
+        return None, f"{method}() returned {value}, expected {'>' if strict else '>='} {minimum}"
+    return value, None
 
 
-def _reduces(order: Order, position: Decimal) -> bool:
+def _reduces(order: Order, position: Decimal, working: Decimal = Decimal(0)) -> bool:
+    """Whether ``order`` only shrinks ``position``, counting ``working`` same-side orders already sent."""
     if order.side is Side.SELL:
-        return position > 0 and order.quantity <= position
-    return position < 0 and order.quantity <= -position
+        return position > 0 and order.quantity + working <= position
+    return position < 0 and order.quantity + working <= -position
 
 
 class PreTradeGate:
@@ -103,13 +115,17 @@ class PreTradeGate:
         _, _, collar = limits.for_symbol(order.symbol)
         needs_reference = collar is not None or order.price is None
         reference, reference_error = (
-            _ask(provider, "get_reference_price", order.symbol) if needs_reference else (None, None)
+            _ask(provider, "get_reference_price", order.symbol, minimum=Decimal(0), strict=True)
+            if needs_reference
+            else (None, None)
         )
         position, position_error = (
             _ask(provider, "get_position_quantity", order.symbol) if state is TradingState.REDUCING else (None, None)
         )
         exposure, exposure_error = (
-            _ask(provider, "get_gross_exposure") if limits.max_gross_exposure is not None else (None, None)
+            _ask(provider, "get_gross_exposure", minimum=Decimal(0))
+            if limits.max_gross_exposure is not None
+            else (None, None)
         )
         verdict = None
         price = order.price if order.price is not None else reference
@@ -121,20 +137,33 @@ class PreTradeGate:
 
     # --- decision (lock held) --------------------------------------------------------------------
 
-    def _judge(self, order: Order, facts: _Facts, state: TradingState, halted: str, now: float) -> OrderDecision:
+    def _judge(
+        self, order: Order, facts: _Facts, state: TradingState, halted: str, now: float
+    ) -> Tuple[OrderDecision, bool]:
+        """The first check that refuses ``order`` (or ACCEPTED), and whether it only reduces risk."""
+        decision = self._first_refusal(order, facts, state, halted, now)
+        reducing = state is TradingState.REDUCING and decision.accepted
+        return decision, reducing
+
+    def _first_refusal(
+        self, order: Order, facts: _Facts, state: TradingState, halted: str, now: float
+    ) -> OrderDecision:
         if state is TradingState.HALTED:
             return OrderDecision(False, RejectReason.TRADING_HALTED, halted)
         reducing = False
         if state is TradingState.REDUCING:
             if facts.position is None:
-                return OrderDecision(False, RejectReason.REDUCE_ONLY, f"reduce-only ({halted}); {facts.position_error}")
-            reducing = _reduces(order, facts.position)
+                why = facts.position_error or "position not read (the desk turned reduce-only meanwhile)"
+                return OrderDecision(False, RejectReason.REDUCE_ONLY, f"reduce-only ({halted}); {why}")
+            working = self._working_reductions(order)
+            reducing = _reduces(order, facts.position, working)
             if not reducing:
+                also = f" (with {working} already working)" if working else ""
                 return OrderDecision(
                     False,
                     RejectReason.REDUCE_ONLY,
                     f"reduce-only ({halted}): {order.side.value} {order.quantity} {order.symbol} "
-                    f"does not reduce position {facts.position}",
+                    f"does not reduce position {facts.position}{also}",
                 )
         if order.symbol in self._restricted:
             return OrderDecision(False, RejectReason.RESTRICTED, f"{order.symbol} is on the restricted list")
@@ -190,16 +219,36 @@ class PreTradeGate:
         return ACCEPTED
 
     def _pending_notional(self) -> Decimal:
-        return sum((entry.remaining * entry.price for entry in self._pending.values()), Decimal(0))
+        return sum(
+            (entry.remaining * entry.price for entry in self._pending.values() if not entry.reduces), Decimal(0)
+        )
 
-    def decide(self, order: Order, facts: _Facts, state: TradingState, halted: str, *, record: bool) -> OrderDecision:
-        """Run every check; with ``record``, remember an accepted order and take its rate permits."""
+    def _working_reductions(self, order: Order) -> Decimal:
+        """Quantity of pending risk-reducing orders on the same symbol and side."""
+        return sum(
+            (
+                entry.remaining
+                for entry in self._pending.values()
+                if entry.reduces and entry.order.symbol == order.symbol and entry.order.side is order.side
+            ),
+            Decimal(0),
+        )
+
+    def decide(
+        self, order: Order, facts: _Facts, trading_state: Callable[[], Tuple[TradingState, str]], *, record: bool
+    ) -> OrderDecision:
+        """Run every check; with ``record``, remember an accepted order and take its rate permits.
+
+        ``trading_state`` is read again here, under the gate's lock, so that a kill switch that
+        engaged while the provider was being asked is not missed.
+        """
         if record and order.client_order_id is None and self.limits.max_gross_exposure is not None:
             raise ConfigError("with max_gross_exposure set, trade_guard(order) needs order.client_order_id")
         with self._lock:
             now = self._mono()
             self._forget_old(now)
-            decision = self._judge(order, facts, state, halted, now)
+            state, halted = trading_state()
+            decision, reduces = self._judge(order, facts, state, halted, now)
             if not decision.accepted:
                 return decision
             limiters: List[Permits] = [self._orders] + ([self._messages] if self._messages is not None else [])
@@ -213,21 +262,22 @@ class PreTradeGate:
                     if refused is self._orders
                     else (RejectReason.MESSAGE_RATE, "message")
                 )
+                limits = ", ".join(f"{limit.max_calls} per {limit.period_seconds:g}s" for limit in refused.limits)
                 return OrderDecision(
-                    False, reason, f"{what} rate limit reached; next slot in {refused.retry_after():.1f}s"
+                    False, reason, f"{what} rate limit reached ({limits}); next slot in {refused.retry_after():.1f}s"
                 )
             if record:
-                self._remember(order, facts, now)
+                self._remember(order, facts, now, reduces)
             return ACCEPTED
 
-    def _remember(self, order: Order, facts: _Facts, now: float) -> None:
+    def _remember(self, order: Order, facts: _Facts, now: float, reduces: bool) -> None:
         if self.limits.duplicate_window_seconds is not None:
             self._recent[order.fingerprint] = now
             self._recent_order.append((now, order.fingerprint))
         if order.client_order_id is not None:
-            price = order.price if order.price is not None else facts.reference
-            assert price is not None  # a market order without a reference was refused above
-            self._pending[order.client_order_id] = _Pending(order, order.quantity, price)
+            # A market order without a reference price was refused, so one of the two is set.
+            price = order.price if order.price is not None else facts.reference or Decimal(0)
+            self._pending[order.client_order_id] = _Pending(order, order.quantity, price, reduces)
 
     def _forget_old(self, now: float) -> None:
         window = self.limits.duplicate_window_seconds
@@ -304,6 +354,8 @@ def _checked_symbols(symbols: Iterable[str]) -> List[str]:
         symbols = [symbols]
     items = list(symbols)
     for item in items:
-        if not isinstance(item, str) or not item:
-            raise ConfigError(f"symbols must be non-empty str, got {item!r}")
+        if not isinstance(item, str):
+            raise ConfigTypeError(f"symbols must be str, got {item!r}")
+        if not item:
+            raise ConfigError("symbols must not be empty")
     return items

@@ -7,7 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Type, Union
 
 from circuit_breakers.errors import ConfigTypeError, OrderRejected, TradingHalted
-from circuit_breakers.trading.orders import Order
+from circuit_breakers.trading.orders import Order, OrderDecision, RejectReason
 from circuit_breakers.trading.rules import Level
 
 if TYPE_CHECKING:
@@ -50,7 +50,10 @@ class TradeGuard:
         connection = breakers._connection
         ticket = connection._admit()
         if ticket is None:
-            raise TradingHalted([f"connection: {breakers._connection_reason()}"])
+            reason = f"connection: {breakers._connection_reason()}"
+            if self._order is not None:
+                raise OrderRejected(OrderDecision(False, RejectReason.TRADING_HALTED, reason))
+            raise TradingHalted([reason])
         try:
             if self._order is not None:
                 decision = breakers._decide(self._order, record=True)

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Dict, FrozenSet, Optional, Tuple
 
 from circuit_breakers.config import check_int, check_number, to_decimal
@@ -78,14 +79,19 @@ class Order:
     client_order_id: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.symbol, str) or not self.symbol.strip():
-            raise ConfigError(f"symbol must be a non-empty str, got {self.symbol!r}")
+        if not isinstance(self.symbol, str):
+            raise ConfigTypeError(f"symbol must be a str, got {self.symbol!r}")
+        if not self.symbol.strip():
+            raise ConfigError(f"symbol must not be empty, got {self.symbol!r}")
         if not isinstance(self.side, Side):
             raise ConfigTypeError(f"side must be a Side, got {self.side!r}")
         object.__setattr__(self, "quantity", _positive("quantity", self.quantity))
         object.__setattr__(self, "price", _optional_positive("price", self.price))
-        if self.client_order_id is not None and (not isinstance(self.client_order_id, str) or not self.client_order_id):
-            raise ConfigError(f"client_order_id must be a non-empty str or None, got {self.client_order_id!r}")
+        if self.client_order_id is not None:
+            if not isinstance(self.client_order_id, str):
+                raise ConfigTypeError(f"client_order_id must be a str or None, got {self.client_order_id!r}")
+            if not self.client_order_id:
+                raise ConfigError("client_order_id must not be empty")
 
     def notional(self, reference_price: Optional[Decimal] = None) -> Decimal:
         """quantity x price, or x ``reference_price`` for a market order; ConfigError if neither is known."""
@@ -180,7 +186,7 @@ class OrderLimits:
             if not isinstance(symbol, str) or not isinstance(limits, SymbolLimits):
                 raise ConfigTypeError(f"per_symbol must map str to SymbolLimits, got {symbol!r}: {limits!r}")
             overrides[symbol] = limits
-        object.__setattr__(self, "per_symbol", overrides)
+        object.__setattr__(self, "per_symbol", MappingProxyType(overrides))
 
     def __hash__(self) -> int:
         return hash((self.max_notional, self.max_quantity, self.price_collar_pct, self.restricted_symbols))
