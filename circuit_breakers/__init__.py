@@ -3,6 +3,9 @@
 Public names only; each lives in the module named for its concept.
 """
 
+import importlib as _importlib
+import typing as _typing
+
 from circuit_breakers.backoff import Backoff, ExponentialBackoff, FixedBackoff
 from circuit_breakers.breaker import BreakerMetrics, CircuitBreaker, Protected
 from circuit_breakers.clock import Clock, ManualClock, SystemClock
@@ -40,7 +43,33 @@ from circuit_breakers.trading.provider import PortfolioProvider
 from circuit_breakers.trading.status import TradingStatus
 from circuit_breakers.types import CircuitState, CircuitType
 
+if _typing.TYPE_CHECKING:
+    from circuit_breakers.stores.redis_breaker import RedisCircuitBreaker as RedisCircuitBreaker
+    from circuit_breakers.stores.redis_store import RedisRateLimiter as RedisRateLimiter
+    from circuit_breakers.stores.redis_store import RedisStore as RedisStore
+
 __version__ = "0.1.0"
+
+# Redis-backed names load on first use, so that the package never imports redis-py unless asked.
+# They stay out of __all__: ``from circuit_breakers import *`` must work without the extra.
+_REDIS_NAMES = {
+    "RedisCircuitBreaker": "circuit_breakers.stores.redis_breaker",
+    "RedisRateLimiter": "circuit_breakers.stores.redis_store",
+    "RedisStore": "circuit_breakers.stores.redis_store",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _REDIS_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        return getattr(_importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ImportError(
+            f"circuit_breakers.{name} needs redis-py: pip install 'circuit_breakers[redis]' ({exc})"
+        ) from exc
+
 
 __all__ = [
     "Backoff",

@@ -1,8 +1,11 @@
 """The CircuitBreaker state machine, usable as ``breaker.call(f)``, ``@breaker`` and ``with breaker:``.
 
-Flow of a protected call: one lock-held admission decision (lock-free while CLOSED, where the
-answer is always yes) -> the call runs with no lock held -> one lock-held record of the outcome ->
-callbacks fired after the lock is released.
+Flow of a protected call: an admission decision -> the call runs with no lock held -> a record of
+the outcome -> callbacks fired after the lock is released. The common cases take no lock at all:
+admission while CLOSED (always yes), rejection while OPEN before its timeout (always no), and a
+success while CLOSED (counted with atomic counters into the newest bucket of the window, see
+:class:`~circuit_breakers.window.BucketedWindow`). Everything that can change the state — a failure,
+a half-open trial, a timeout running out — takes the lock.
 
 Every admission is tagged with the *period* (one stay in one state) it entered under. An outcome
 moves the state machine only if its period is still the current one, so a call admitted before a
@@ -18,6 +21,7 @@ import inspect
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from time import monotonic as _monotonic  # a module global, so that freezegun patches it
 from types import TracebackType
 from typing import Any, Callable, Dict, List, Optional, Type, TypeVar, overload
 
@@ -29,7 +33,7 @@ from circuit_breakers.config import CircuitBreakerConfig, compile_matchers
 from circuit_breakers.errors import CircuitOpenException, ConfigError, ConfigTypeError
 from circuit_breakers.events import Callbacks, Pending, fire
 from circuit_breakers.types import CircuitState, CircuitType
-from circuit_breakers.window import BucketedWindow
+from circuit_breakers.window import BucketedWindow, Tally
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -150,7 +154,9 @@ class CircuitBreaker:
 
     def _zero_counters(self) -> None:
         self._consecutive_trips = 0
-        self._successes = self._failures = self._rejections = self._ignored = self._trips = 0
+        self._failures = self._ignored = self._trips = 0
+        self._successes = Tally()  # counted without the lock (read under it)
+        self._rejections = Tally()
         self._last_failure_time: Optional[datetime] = None
         self._last_failure_message: Optional[str] = None
         self._last_recovery_time: Optional[datetime] = None
@@ -203,6 +209,9 @@ class CircuitBreaker:
         period = self._period
         if period.state is _CLOSED:
             return period
+        if period.state is _OPEN and (period.forced or self._mono() - period.started < period.open_for):
+            self._rejections.add()  # still open: nothing can change, no lock needed
+            return None
         pending: Pending = []
         ticket: Optional[_Period] = None
         with self._lock:
@@ -217,7 +226,7 @@ class CircuitBreaker:
                     period.trial_started = now
                 ticket = period
             else:
-                self._rejections += 1
+                self._rejections.add()
         if pending:
             fire(pending)
         return ticket
@@ -227,15 +236,30 @@ class CircuitBreaker:
         return CircuitOpenException(self.name, self.circuit_type, period.state, self._retry_after(period, self._mono()))
 
     def _admit_or_raise(self) -> _Period:
+        period = self._period
+        if period.state is _OPEN:  # the common rejection, lock-free (as in _admit) and inlined
+            if period.forced:
+                self._rejections.add()
+                raise CircuitOpenException(self.name, self.circuit_type, _OPEN, None)
+            left = period.started + period.open_for - self._mono()
+            if left > 0:
+                self._rejections.add()
+                raise CircuitOpenException(self.name, self.circuit_type, _OPEN, left)
         ticket = self._admit()
         if ticket is None:
             raise self._rejection()
         return ticket
 
     def _succeeded(self, ticket: _Period) -> None:
+        self._successes.add()
+        if ticket.state is _CLOSED and ticket is self._period:
+            now = self._mono()
+            start, end, add = self._window.live
+            if start <= now < end:
+                add()
+                return
         pending: Pending = []
         with self._lock:
-            self._successes += 1
             if ticket.state is _CLOSED:
                 if ticket is self._period:
                     self._window.add(self._mono(), False)
@@ -294,9 +318,14 @@ class CircuitBreaker:
         """Call ``func(*args, **kwargs)`` through the breaker and return its result.
 
         Blocks for as long as ``func`` does. Raises CircuitOpenException without calling ``func``
-        while the breaker rejects calls; otherwise re-raises whatever ``func`` raised.
+        while the breaker rejects calls; otherwise re-raises whatever ``func`` raised. Raises
+        ConfigTypeError, counting nothing, if ``func`` is not callable.
         """
-        ticket = self._admit_or_raise()
+        if not callable(func):
+            raise ConfigTypeError(f"a protected function must be callable, got {func!r}")
+        ticket = self._period
+        if ticket.state is not _CLOSED:
+            ticket = self._admit_or_raise()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
@@ -308,16 +337,35 @@ class CircuitBreaker:
     def __call__(self, func: Callable[P, R]) -> Protected[P, R]:
         """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
         ensure_sync(func)
-        admit, succeeded, raised = self._admit_or_raise, self._succeeded, self._raised
+        breaker, admit, succeeded, raised = self, self._admit_or_raise, self._succeeded, self._raised
+        name, circuit_type, window = self.name, self.circuit_type, self._window
+        mono = None if self._clock is SYSTEM_CLOCK else self._mono  # None: read _monotonic, 20 ns sooner
 
         @functools.wraps(func)
         def protected(*args: P.args, **kwargs: P.kwargs) -> R:
-            ticket = admit()
+            ticket = breaker._period
+            if ticket.state is not _CLOSED:
+                if ticket.state is _OPEN:  # _admit_or_raise's lock-free rejection, inlined
+                    left = None
+                    if not ticket.forced:
+                        left = ticket.started + ticket.open_for - (_monotonic() if mono is None else mono())
+                    if left is None or left > 0:
+                        breaker._rejections.add()
+                        raise CircuitOpenException(name, circuit_type, _OPEN, left)
+                ticket = admit()
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
                 raised(ticket, exc)
                 raise
+            # _succeeded's lock-free path, inlined: this is the hot path of the whole library.
+            if ticket is breaker._period and ticket.state is _CLOSED:
+                now = _monotonic() if mono is None else mono()
+                start, end, add = window.live
+                if start <= now < end:
+                    add()
+                    breaker._successes.add()
+                    return result
             succeeded(ticket)
             return result
 
@@ -459,11 +507,12 @@ class CircuitBreaker:
             return self._metrics()
 
     def _metrics(self) -> BreakerMetrics:
+        successes, rejections = self._successes.value(), self._rejections.value()
         return BreakerMetrics(
-            total_requests=self._successes + self._failures + self._rejections + self._ignored,
-            successful_requests=self._successes,
+            total_requests=successes + self._failures + rejections + self._ignored,
+            successful_requests=successes,
             failed_requests=self._failures,
-            rejected_requests=self._rejections,
+            rejected_requests=rejections,
             ignored_requests=self._ignored,
             circuit_trips=self._trips,
             last_failure_time=self._last_failure_time,

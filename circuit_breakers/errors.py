@@ -69,29 +69,42 @@ class UnknownOrderError(CircuitBreakerError, KeyError):
 class CircuitOpenException(CircuitBreakerError):
     """Raised instead of calling the protected function while the breaker rejects calls.
 
-    ``retry_after`` is the number of seconds until the breaker admits a trial call, ``0.0`` when
-    it is half-open with every trial permit taken, and ``None`` when it was forced open and
-    stays open until someone closes it.
+    ``CircuitOpenException(name, circuit_type, state, retry_after[, detail])``. ``retry_after`` is
+    the number of seconds until the breaker admits a trial call, ``0.0`` when it is half-open with
+    every trial permit taken, and ``None`` when it was forced open and stays open until someone
+    closes it. ``detail``, if given, replaces the explanation in the message.
+
+    The fields live in ``args`` and the message is built when asked for: a rejection is on the hot
+    path of a program hammering an open breaker, and a Python ``__init__`` would double its cost.
     """
 
-    def __init__(
-        self,
-        name: str,
-        circuit_type: CircuitType,
-        state: CircuitState,
-        retry_after: Optional[float],
-    ) -> None:
-        self.name = name
-        self.circuit_type = circuit_type
-        self.state = state
-        self.retry_after = retry_after
-        if retry_after is None:
-            detail = "forced open until closed by hand"
+    @property
+    def name(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def circuit_type(self) -> CircuitType:
+        return self.args[1]  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> CircuitState:
+        return self.args[2]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        return self.args[3]  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        name, _, state, retry_after, *detail = self.args
+        if detail:
+            explanation = str(detail[0])
+        elif retry_after is None:
+            explanation = "forced open until closed by hand"
         elif retry_after > 0:
-            detail = f"next trial call in {retry_after:.3f}s"
+            explanation = f"next trial call in {retry_after:.3f}s"
         else:
-            detail = "all half-open trial permits are taken"
-        super().__init__(f"circuit breaker {name!r} is {state.value}: {detail}")
+            explanation = "all half-open trial permits are taken"
+        return f"circuit breaker {name!r} is {state.value}: {explanation}"
 
 
 class RateLimitExceeded(CircuitBreakerError):

@@ -1,12 +1,36 @@
 """Sliding windows of counts in time buckets: memory bounded by the bucket count, not the call count.
 
-Not thread-safe: the owner holds its lock around every method. Times are passed in (seconds from
-the owner's monotonic clock), so the window never reads a clock itself.
+The owner holds its lock around every method. One thing may happen without the lock: counting a
+success into the newest bucket through :attr:`BucketedWindow.live` (see there), which is how a
+breaker keeps its closed-path call free of locks. Times are passed in (seconds from the owner's
+monotonic clock), so the window never reads a clock itself.
 """
 
 from __future__ import annotations
 
-from typing import List, Tuple
+import itertools
+from typing import Callable, List, Tuple
+
+
+class Tally:
+    """A counter that any thread may increment without a lock: ``tally.add()`` is one C call.
+
+    ``add`` is ``itertools.count().__next__``, atomic under the GIL. :meth:`value` reads it by
+    taking one more number and subtracting the numbers taken by earlier reads; call it under the
+    owner's lock (two concurrent reads could each see the other's probe).
+    """
+
+    __slots__ = ("add", "_probes")
+
+    def __init__(self) -> None:
+        self.add: Callable[[], int] = itertools.count().__next__
+        self._probes = 0
+
+    def value(self) -> int:
+        """The number of ``add()`` calls so far."""
+        taken = self.add() - self._probes
+        self._probes += 1
+        return taken
 
 
 class BucketedWindow:
@@ -17,7 +41,7 @@ class BucketedWindow:
     each expires in the second before its 60th.
     """
 
-    __slots__ = ("_width", "_size", "_calls", "_failures", "_head", "calls", "failures")
+    __slots__ = ("_width", "_size", "_calls", "_failures", "_head", "_tally", "_flushed", "calls", "failures", "live")
 
     def __init__(self, window_seconds: float, buckets: int = 60) -> None:
         self._width = window_seconds / buckets
@@ -25,10 +49,27 @@ class BucketedWindow:
         self._calls: List[int] = [0] * buckets
         self._failures: List[int] = [0] * buckets
         self._head = -(2**62)  # index (time // width) of the newest bucket in use; none yet
-        self.calls = 0  # totals over the live buckets
+        self.calls = 0  # totals over the live buckets, as of the last method call
         self.failures = 0
+        self._tally = Tally()  # successes counted lock-free into the newest bucket
+        self._flushed = 0  # how much of _tally is already in _calls
+        self.live: Tuple[float, float, Callable[[], int]] = (0.0, 0.0, self._tally.add)
+        """``(start, end, add)`` of the newest bucket. Lock-free success counting: if
+        ``start <= now < end``, ``add()`` counts a success at ``now``; otherwise count it with
+        :meth:`add` under the lock (which moves the newest bucket on). The next method call folds
+        those counts into the totals. A success counted just as the bucket moves on can be missed
+        by the window (never by the owner's metrics): the race costs one count, not safety."""
+
+    def _flush(self) -> None:
+        counted = self._tally.value()
+        if counted > self._flushed:
+            fresh = counted - self._flushed
+            self._calls[self._head % self._size] += fresh
+            self.calls += fresh
+            self._flushed = counted
 
     def _advance(self, now: float) -> int:
+        self._flush()
         index = int(now // self._width)
         head = self._head
         if index > head:
@@ -42,6 +83,7 @@ class BucketedWindow:
                     self.failures -= failures[slot]
                     calls[slot] = failures[slot] = 0
             self._head = index
+            self._new_tally(index * self._width, (index + 1) * self._width)
             return index % self._size
         # A clock that stepped back (only an injected one can) counts into the newest bucket.
         return head % self._size
@@ -65,3 +107,10 @@ class BucketedWindow:
         self._calls = [0] * self._size
         self._failures = [0] * self._size
         self.calls = self.failures = 0
+        self._head = -(2**62)
+        self._new_tally(0.0, 0.0)  # an empty range: the next success takes the lock
+
+    def _new_tally(self, start: float, end: float) -> None:
+        self._tally = Tally()
+        self._flushed = 0
+        self.live = (start, end, self._tally.add)

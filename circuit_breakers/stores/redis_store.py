@@ -27,8 +27,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import redis
 
 from circuit_breakers.clock import Clock
-from circuit_breakers.errors import ConfigError, ConfigTypeError, StateStoreError
+from circuit_breakers.config import CircuitBreakerConfig
+from circuit_breakers.errors import ConfigError, StateStoreError
 from circuit_breakers.ratelimit import Limit
+from circuit_breakers.stores.redis_breaker import RedisCircuitBreaker
+from circuit_breakers.stores.redis_client import check_client
+from circuit_breakers.types import CircuitType
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +83,6 @@ return {1, 0, unpack(counts)}
 """
 
 
-def _check_client(client: object) -> Any:
-    if not isinstance(client, redis.Redis):
-        raise ConfigTypeError(f"client must be a redis.Redis, got {client!r}")
-    options = client.connection_pool.connection_kwargs
-    if not options.get("socket_timeout") or not options.get("socket_connect_timeout"):
-        raise ConfigError(
-            "the redis client needs socket_timeout and socket_connect_timeout so that no call blocks forever, "
-            f"got socket_timeout={options.get('socket_timeout')!r}, "
-            f"socket_connect_timeout={options.get('socket_connect_timeout')!r}"
-        )
-    return client
-
-
 class RedisStore:
     """SharedState in Redis: every process using the same ``namespace`` shares halts and kill switch.
 
@@ -106,7 +97,7 @@ class RedisStore:
     def __init__(self, client: redis.Redis, namespace: str = "circuit_breakers") -> None:
         if not isinstance(namespace, str) or not namespace.strip():
             raise ConfigError(f"namespace must be a non-empty str, got {namespace!r}")
-        self.client = _check_client(client)
+        self.client = check_client(client)
         self.namespace = namespace
         self._latches = f"{namespace}:latches"
         self._values = f"{namespace}:values"
@@ -211,6 +202,22 @@ class RedisStore:
             finally:
                 with contextlib.suppress(redis.RedisError, OSError):
                     pubsub.close()
+
+    def circuit_breaker(
+        self,
+        name: str,
+        circuit_type: CircuitType = CircuitType.GENERIC,
+        config: Optional[CircuitBreakerConfig] = None,
+        *,
+        timeout: float = 0.5,
+    ) -> RedisCircuitBreaker:
+        """A :class:`RedisCircuitBreaker` on this store's client and namespace, shared by every process using both.
+
+        ``timeout``: seconds for which a failed Redis call makes the breaker reject without asking again.
+        """
+        return RedisCircuitBreaker(
+            name, circuit_type, config, client=self.client, namespace=self.namespace, timeout=timeout
+        )
 
     def rate_limiter(self, *limits: Limit, name: str, clock: Clock) -> RedisRateLimiter:
         """A rate limiter whose windows every process of the namespace shares."""

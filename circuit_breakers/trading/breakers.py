@@ -64,6 +64,9 @@ _LATCHES = {
     "volatility": CircuitType.VOLATILITY,
 }
 _DAY_HALTS = ("daily_loss", "volatility")  # lift when the trading day rolls over
+_ONE_DAY = dt.timedelta(days=1)
+_DST_MARGIN = dt.timedelta(hours=2)
+_NEVER = float("inf")
 
 
 def _connection_config(config: TradingBreakerConfig) -> CircuitBreakerConfig:
@@ -83,10 +86,13 @@ def _connection_config(config: TradingBreakerConfig) -> CircuitBreakerConfig:
 class _Trip:
     """A latched halt: why, when, and on which trading day."""
 
-    __slots__ = ("at", "at_mono", "day", "reason")
+    __slots__ = ("at", "at_mono", "day", "reason", "holds_before")
 
     def __init__(self, reason: str, at: dt.datetime, at_mono: float, day: dt.date) -> None:
         self.reason, self.at, self.at_mono, self.day = reason, at, at_mono, day
+        # For can_trade()'s lock-free path: (wall, monotonic) times before which a day halt holds
+        # for certain; set by the owner, who knows the config.
+        self.holds_before: Tuple[dt.datetime, float] = (at, at_mono)
 
     def record(self) -> Dict[str, Any]:
         """The latch as the store keeps it."""
@@ -297,6 +303,14 @@ class TradingCircuitBreakers:
         self._faults["state"] = str(exc)
         self._attention = True
 
+    def _record_audit(self, event: str, *, reason: Optional[str], actor: Optional[str]) -> None:
+        """Append to the audit trail (lock held). A trail that cannot be written never stops the
+        engage or reset it records: it is logged by AuditLog and blocks trading like a failed store."""
+        try:
+            self._audit.record(event, reason=reason, actor=actor)
+        except StateStoreError as exc:
+            self._store_failed(exc)
+
     def _put(self, name: str, record: Optional[Dict[str, Any]]) -> None:
         """Set (or, with None, drop) a latch in the store; remembered and retried if the store fails."""
         self._unsent[name] = record
@@ -369,7 +383,12 @@ class TradingCircuitBreakers:
         at: Optional[dt.datetime] = None,
         store: bool = True,
     ) -> None:
-        trip = _Trip(reason, at or now, mono, day or self.config.trading_day(now))
+        config = self.config
+        trip = _Trip(reason, at or now, mono, day or config.trading_day(now))
+        # The next trading day starts at day_start(day + 1); two hours earlier keeps this side of any
+        # DST oddity of the reset time, where the exact rule (_apply_time_rules) decides instead.
+        next_day = config.day_start(trip.day + _ONE_DAY) - _DST_MARGIN
+        trip.holds_before = (next_day, mono + config.cooldown_seconds if config.auto_recovery else _NEVER)
         self._trips[name] = self._last_trips[name] = trip
         self._mirrors[name]._move(CircuitState.OPEN, pending, forced=True)
         self._attention = True
@@ -392,7 +411,7 @@ class TradingCircuitBreakers:
             return
         self._latch("max_drawdown", reason, now, mono, pending)
         pending.append((self._on_kill, (reason,)))
-        self._audit.record("kill_switch_engaged", reason=reason, actor=actor)
+        self._record_audit("kill_switch_engaged", reason=reason, actor=actor)
 
     def _warn(self, name: str, verdict: Verdict, pending: Pending, *, symbol: Optional[str] = None) -> None:
         """Fire a warning once per crossing of the warning level (per symbol for concentration);
@@ -515,6 +534,14 @@ class TradingCircuitBreakers:
         monitoring) the last good reading is older than the staleness bound.
         """
         if self._attention or self._connection._period.state is CircuitState.OPEN:
+            if self._faults or "max_drawdown" in self._trips:
+                return False  # only a reading or a person lifts these, never time: no need to look
+            trips = tuple(self._trips.values())  # one atomic copy; no lock needed to read it
+            if trips:
+                now, mono = self._clock.now(), self._mono()
+                for trip in trips:
+                    if now < trip.holds_before[0] and mono < trip.holds_before[1]:
+                        return False
             return not self.get_blocking_reasons()
         if self._monitoring:
             last = self._last_good
@@ -758,10 +785,19 @@ class TradingCircuitBreakers:
         Re-bases the drawdown: from now on it is measured from the current value, so a desk that
         is still under water is not killed again at once. Wrong keys are logged (never the key)
         and, after ``reset_max_attempts`` in a row, lock further attempts out. Raises
-        KillSwitchError when no reset key is configured or while locked out.
+        KillSwitchError when no reset key is configured or while locked out. Every refusal is
+        audited too, with why (wrong key, locked out, no key), never with the key.
         """
-        if not self._guard.check(auth_key):
-            self._audit.record("kill_switch_reset_refused", reason="wrong key", actor=actor)
+        try:
+            accepted = self._guard.check(auth_key)
+        except KillSwitchError as exc:
+            self._audit_refusal(str(exc), actor)
+            raise
+        if not accepted:
+            locked_for = self._guard.status()["locked_out_for"]
+            self._audit_refusal(
+                f"wrong key; resets locked out for {locked_for:.1f}s" if locked_for else "wrong key", actor
+            )
             return False
         unreadable = False
         if "state" in self._faults:
@@ -779,9 +815,17 @@ class TradingCircuitBreakers:
             else:  # no reading since a restart: re-base on the first one
                 self._rebase_pending = True
             self._release("max_drawdown", pending)
-            self._audit.record("kill_switch_reset", reason="reset with key", actor=actor)
+            self._record_audit("kill_switch_reset", reason="reset with key", actor=actor)
         fire(pending)
         return True
+
+    def _audit_refusal(self, reason: str, actor: Optional[str]) -> None:
+        """Audit a refused reset (no lock held); a trail that cannot be written blocks trading."""
+        try:
+            self._audit.record("kill_switch_reset_refused", reason=reason, actor=actor)
+        except StateStoreError as exc:  # the refusal is still the answer, not an error
+            with self._lock:
+                self._store_failed(exc)
 
     def reset_breaker(self, name: str) -> bool:
         """Reset one breaker by name; True if it reset something.
@@ -811,7 +855,7 @@ class TradingCircuitBreakers:
             else:
                 changed = self._release(name, pending)
                 if changed and name == "max_drawdown":
-                    self._audit.record("kill_switch_reset", reason="reset_breaker", actor=None)
+                    self._record_audit("kill_switch_reset", reason="reset_breaker", actor=None)
         fire(pending)
         return changed
 

@@ -148,6 +148,10 @@ class TradingBreakerConfig:
             return float(self.stale_after_seconds)
         return 3 * float(self.check_interval_seconds) + float(self.connection_timeout_seconds)
 
+    def day_start(self, day: dt.date) -> dt.datetime:
+        """The instant (UTC) at which the trading day ``day`` begins, at the reset time in the zone."""
+        return dt.datetime.combine(day, self.trading_day_reset_time, tzinfo=self.zone).astimezone(dt.timezone.utc)
+
     def trading_day(self, now: dt.datetime) -> dt.date:
         """The trading day that the wall time ``now`` (timezone-aware) belongs to."""
         local = now.astimezone(self.zone)

@@ -1,0 +1,768 @@
+"""RedisCircuitBreaker: one breaker shared by every process that names it, its state kept in Redis.
+
+Why a second implementation: the in-process :class:`~circuit_breakers.CircuitBreaker` decides in
+about 100 ns and must not pay for a backend it does not use, so it stays as it is. This class has
+the same public behaviour (the rules of ``breaker.py`` are its spec), but its state lives in Redis,
+so that every process sharing a ``namespace`` sees one breaker: an endpoint down for one process is
+open for all of them. It costs one Redis round trip per admission and one per outcome.
+
+Layout: a hash ``{namespace}:cb:{name}`` holds the state (state, generation, opened_at, open_for,
+consecutive_trips, forced, in_flight, successes, trial_started, trips, recovered_at) and a hash
+``{namespace}:cb:{name}:window`` the failure window as 60 ring buckets (fields ``i<slot>``,
+``c<slot>``, ``f<slot>`` and ``head``), so memory is bounded whatever the call rate. For Redis
+Cluster put a hash tag in the namespace (``"{trading}"``) so both keys live in one slot.
+
+Every transition happens inside a Lua script, atomically, reading the *server's* clock
+(``redis.call('TIME')``, microseconds), so hosts whose clocks disagree still agree on timeouts and
+windows. The generation plays the part of ``breaker.py``'s period: each admission is tagged with it
+and an outcome moves the breaker only while its generation is current. Scripts return the
+transitions that happened, and the process whose action caused them fires its own callbacks; other
+processes' callbacks do not fire (they did not cause anything). Every process sharing a breaker must
+use the same config: each call passes its own config to the script. A process that dies holding a
+half-open trial permit loses it only until ``half_open_timeout_seconds`` re-opens the breaker.
+Needs Redis 5 or newer (scripts that read TIME before writing, HSET of several fields).
+
+Fail closed: when Redis cannot be reached, times out or answers garbage, admission rejects with
+CircuitOpenException (state OPEN, ``retry_after`` None; its ``__cause__`` is a StateStoreError
+chained to the Redis error) and ``allow()`` returns False. For ``timeout`` seconds after such a
+failure the breaker rejects at once without asking Redis again (the store's own open timeout: a
+dead Redis costs one socket timeout per ``timeout`` seconds, not one per call); then the next call
+asks again, so it recovers by itself. Outcomes that cannot be recorded are logged and dropped (the
+call already happened). Warnings are logged on change or at most once a second, not per call.
+
+Bounded calls: the client is used as given, and must be built with ``socket_timeout`` and
+``socket_connect_timeout``; one without them is refused (ConfigError). redis-py
+retries connection errors (10 times by default, with backoff), which multiplies the bound: for
+fast rejection build the client with e.g. ``retry=Retry(NoBackoff(), 1)``.
+
+Only this module imports ``redis``; the package does not unless it is used.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union, cast, overload
+
+import redis
+from typing_extensions import Concatenate, ParamSpec, Protocol
+
+from circuit_breakers.backoff import backoff_from_config
+from circuit_breakers.breaker import BreakerMetrics, CircuitBreaker, ensure_sync
+from circuit_breakers.clock import SYSTEM_CLOCK
+from circuit_breakers.config import CircuitBreakerConfig, check_number, compile_matchers
+from circuit_breakers.errors import CircuitOpenException, ConfigError, StateStoreError
+from circuit_breakers.events import Callbacks, Pending, fire
+from circuit_breakers.stores.redis_client import check_client
+from circuit_breakers.types import CircuitState, CircuitType
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+S = TypeVar("S")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+_OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+_WARN_EVERY = 1.0  # seconds between repeated warnings about the same store error
+
+# ARGV[1..11]: the config (times in microseconds); ARGV[12..]: the script's own arguments.
+_PRELUDE = """
+local K, W = KEYS[1], KEYS[2]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local FAILURES, RATE, SUCCESSES = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local WINDOW, OPEN, HALF_OPEN_TIMEOUT = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local EXPONENTIAL, MAX_OPEN, MULTIPLIER = ARGV[7] == '1', tonumber(ARGV[8]), tonumber(ARGV[9])
+local MINIMUM_CALLS, HALF_OPEN_MAX = tonumber(ARGV[10]), tonumber(ARGV[11])
+local BUCKETS = 60
+local WIDTH = WINDOW / BUCKETS
+local NAMES = {'state', 'generation', 'opened_at', 'open_for', 'consecutive_trips', 'forced',
+               'in_flight', 'successes', 'trial_started', 'trips', 'recovered_at'}
+local s = {}
+local stored = redis.call('HMGET', K, unpack(NAMES))
+s.state = stored[1] or 'closed'
+for i = 2, #NAMES do s[NAMES[i]] = tonumber(stored[i]) or 0 end
+local dirty, events = false, {}
+
+local function num(x) return string.format('%.17g', x) end
+
+local function backoff(k)
+  if not EXPONENTIAL then return OPEN end
+  return math.min(OPEN * MULTIPLIER ^ (k - 1), MAX_OPEN)
+end
+
+local function enter(state, forced)
+  local old = s.state
+  s.open_for = 0
+  if state == 'open' then
+    if forced then
+      s.open_for = backoff(math.max(s.consecutive_trips, 1))
+    else
+      s.consecutive_trips = s.consecutive_trips + 1
+      s.open_for = backoff(s.consecutive_trips)
+    end
+    if old ~= 'open' then
+      s.trips = s.trips + 1
+      s.opened_at = now
+      events[#events + 1] = 'trip'
+    end
+  elseif state == 'closed' then
+    s.consecutive_trips = 0
+    s.recovered_at = now
+    events[#events + 1] = 'recovery'
+  end
+  redis.call('DEL', W)
+  s.state, s.generation, s.forced = state, math.max(s.generation + 1, now), forced and 1 or 0
+  s.in_flight, s.successes, s.trial_started = 0, 0, 0
+  if old ~= state then events[#events + 1] = old .. '>' .. state end
+  dirty = true
+end
+
+local function refresh()
+  if s.state == 'open' then
+    if s.forced == 0 and now - s.opened_at >= s.open_for then enter('half_open', false) end
+  elseif s.state == 'half_open' then
+    if s.trial_started > 0 and now - s.trial_started >= HALF_OPEN_TIMEOUT then enter('open', false) end
+  end
+end
+
+local function window_read()
+  local flat = redis.call('HGETALL', W)
+  local w = {}
+  for i = 1, #flat, 2 do w[flat[i]] = tonumber(flat[i + 1]) end
+  local index = math.floor(now / WIDTH)
+  if w.head and w.head > index then index = w.head end  -- a server clock stepped back: newest bucket
+  return w, index
+end
+
+local function window_add(failed)
+  local w, index = window_read()
+  local slot = index % BUCKETS
+  local i, c, f = 'i' .. slot, 'c' .. slot, 'f' .. slot
+  if w[i] ~= index then w[c], w[f] = 0, 0 end
+  w[i], w.head, w[c] = index, index, w[c] + 1
+  if failed then w[f] = w[f] + 1 end
+  redis.call('HSET', W, 'head', num(index), i, num(index), c, num(w[c]), f, num(w[f]))
+  redis.call('PEXPIRE', W, num(math.min(math.ceil(WINDOW / 1000) + 1000, 1e12)))
+  return w, index
+end
+
+local function window_totals(w, index)
+  local calls, failures = 0, 0
+  for slot = 0, BUCKETS - 1 do
+    local held = w['i' .. slot]
+    if held and held > index - BUCKETS and held <= index then
+      calls = calls + (w['c' .. slot] or 0)
+      failures = failures + (w['f' .. slot] or 0)
+    end
+  end
+  return calls, failures
+end
+
+local function retry_after()
+  if s.state == 'open' then
+    if s.forced == 1 then return -1 end
+    return math.max(s.opened_at + s.open_for - now, 0)
+  end
+  if s.state == 'half_open' then return 0 end
+  return -1
+end
+
+local function reply(extra)
+  if dirty then
+    redis.call('HSET', K, 'state', s.state, 'generation', num(s.generation), 'opened_at', num(s.opened_at),
+      'open_for', num(s.open_for), 'consecutive_trips', num(s.consecutive_trips), 'forced', num(s.forced),
+      'in_flight', num(s.in_flight), 'successes', num(s.successes), 'trial_started', num(s.trial_started),
+      'trips', num(s.trips), 'recovered_at', num(s.recovered_at))
+  end
+  local out = {num(s.generation), s.state, num(retry_after()), events, num(s.consecutive_trips), num(s.trips),
+               num(s.forced), num(s.in_flight), num(s.opened_at), num(s.recovered_at)}
+  for _, value in ipairs(extra) do out[#out + 1] = value end
+  return out
+end
+"""
+
+_ADMIT = """
+refresh()
+local admitted = 0
+if s.state == 'closed' then
+  admitted = 1
+elseif s.state == 'half_open' and s.in_flight < HALF_OPEN_MAX then
+  s.in_flight = s.in_flight + 1
+  if s.trial_started == 0 then s.trial_started = now end
+  dirty, admitted = true, 1
+end
+return reply({num(admitted)})
+"""
+
+# ARGV[12]: the ticket's generation ('' = untagged: the current one), ARGV[13]: its state, ARGV[14]: outcome.
+_RECORD = """
+local generation, state, outcome = s.generation, s.state, ARGV[14]
+if ARGV[12] ~= '' then generation, state = tonumber(ARGV[12]), ARGV[13] end
+if outcome == 'success' then
+  if state == 'closed' then
+    if generation == s.generation then window_add(false) end
+  elseif state == 'half_open' then
+    refresh()
+    -- in_flight == 0: an untagged success for a call admitted before this period
+    if generation == s.generation and s.in_flight > 0 then
+      s.in_flight, s.successes, dirty = s.in_flight - 1, s.successes + 1, true
+      if s.successes >= SUCCESSES then enter('closed', false) end
+    end
+  end
+elseif outcome == 'failure' then
+  if state == 'half_open' then refresh() end
+  if generation == s.generation then
+    if state == 'closed' then
+      local calls, failures = window_totals(window_add(true))
+      if failures >= FAILURES or (calls >= MINIMUM_CALLS and failures / calls >= RATE) then enter('open', false) end
+    elseif state == 'half_open' then
+      enter('open', false)
+    end
+  end
+elseif outcome == 'ignored' then
+  if state == 'half_open' and generation == s.generation and s.in_flight > 0 then
+    s.in_flight, dirty = s.in_flight - 1, true
+  end
+else
+  return redis.error_reply('unknown outcome ' .. tostring(outcome))
+end
+return reply({})
+"""
+
+# ARGV[12]: 'open' (forced), 'close' or 'reset'. No refresh first, as in breaker.py's _move.
+_FORCE = """
+local action = ARGV[12]
+if action == 'open' then
+  if s.state ~= 'open' or s.forced ~= 1 then enter('open', true) end
+elseif action == 'close' or action == 'reset' then
+  if s.state ~= 'closed' or s.forced ~= 0 then enter('closed', false) end
+  if action == 'reset' then
+    redis.call('DEL', W)
+    s.generation, s.state, dirty = math.max(s.generation + 1, now), 'closed', true
+    s.opened_at, s.open_for, s.consecutive_trips, s.forced, s.in_flight = 0, 0, 0, 0, 0
+    s.successes, s.trial_started, s.trips, s.recovered_at = 0, 0, 0, 0
+  end
+else
+  return redis.error_reply('unknown action ' .. tostring(action))
+end
+return reply({})
+"""
+
+# ARGV[12]: 'full' adds the window totals.
+_STATUS = """
+refresh()
+if ARGV[12] == 'full' then
+  local calls, failures = window_totals(window_read())
+  return reply({num(calls), num(failures)})
+end
+return reply({})
+"""
+
+_Ticket = Tuple[str, CircuitState]  # (generation, state at admission)
+
+
+class RedisProtected(Protocol[P, R_co]):
+    """A function wrapped by a RedisCircuitBreaker: same signature, plus the ``breaker`` attribute.
+
+    breaker.Protected with ``breaker`` typed as the RedisCircuitBreaker it is.
+    """
+
+    breaker: RedisCircuitBreaker
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> RedisProtected[P, R_co]: ...
+
+    @overload
+    def __get__(self: RedisProtected[Concatenate[S, P2], R], instance: S, owner: type) -> RedisProtected[P2, R]: ...
+
+
+class _StoreFailure(Exception):
+    """Redis could not be used; ``detail`` says why, for logs and rejections."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Reply:
+    generation: str
+    state: CircuitState
+    retry_after: Optional[float]
+    events: Tuple[str, ...]
+    consecutive_trips: int
+    trips: int
+    forced: bool
+    in_flight: int
+    opened_at: Optional[datetime]
+    recovered_at: Optional[datetime]
+    extra: Tuple[int, ...]
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string, got {value!r}")
+
+
+def _count(value: object) -> int:
+    number = float(_text(value))
+    if not number >= 0 or number != int(number):
+        raise ValueError(f"expected a count, got {value!r}")
+    return int(number)
+
+
+def _moment(value: object) -> Optional[datetime]:
+    micros = _count(value)
+    return datetime.fromtimestamp(micros / 1e6, timezone.utc) if micros else None
+
+
+def _parse(raw: object) -> _Reply:
+    """Decode a script's answer; raises TypeError or ValueError on anything unexpected."""
+    if not isinstance(raw, list) or len(raw) < 10 or not isinstance(raw[3], list):
+        raise TypeError("not a breaker reply")
+    retry_after = float(_text(raw[2]))
+    return _Reply(
+        generation=str(_count(raw[0])),
+        state=CircuitState(_text(raw[1])),
+        retry_after=None if retry_after < 0 else retry_after / 1e6,
+        events=tuple(_text(event) for event in raw[3]),
+        consecutive_trips=_count(raw[4]),
+        trips=_count(raw[5]),
+        forced=_count(raw[6]) == 1,
+        in_flight=_count(raw[7]),
+        opened_at=_moment(raw[8]),
+        recovered_at=_moment(raw[9]),
+        extra=tuple(_count(value) for value in raw[10:]),
+    )
+
+
+def _micros(seconds: float) -> str:
+    return repr(min(seconds * 1e6, 1e300))
+
+
+def _describe(error: object) -> Optional[str]:
+    if error is None:
+        return None
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"
+    return str(error)
+
+
+class RedisCircuitBreaker:
+    """A CLOSED / OPEN / HALF_OPEN breaker shared through Redis by every process using its name.
+
+    Same calling styles, rules, callbacks and status as :class:`~circuit_breakers.CircuitBreaker`
+    (``call``, ``@breaker``, ``with breaker:``, ``allow``/``record_*``). Thread-safe; no lock is
+    held during a Redis call, the protected call or a callback. Each admission and each outcome
+    blocks for one Redis round trip (bounded by the client's socket timeout).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        circuit_type: CircuitType = CircuitType.GENERIC,
+        config: Optional[CircuitBreakerConfig] = None,
+        *,
+        client: redis.Redis,
+        namespace: str,
+        timeout: float = 0.5,
+    ) -> None:
+        CircuitBreaker(name, circuit_type, config)  # the same checks and messages as the in-process breaker
+        check_client(client)
+        if not isinstance(namespace, str) or not namespace.strip():
+            raise ConfigError(f"namespace must be a non-empty str, got {namespace!r}")
+        self.name = name
+        self.circuit_type = circuit_type
+        self.config = config = config if config is not None else CircuitBreakerConfig()
+        self.namespace = namespace
+        self.timeout = check_number("timeout", timeout)
+        self.store = f"redis {namespace}"
+        self._keys = (f"{namespace}:cb:{name}", f"{namespace}:cb:{name}:window")
+        self._config_args = [
+            str(config.failure_threshold),
+            repr(config.failure_rate_threshold),
+            str(config.success_threshold),
+            _micros(config.failure_window_seconds),
+            _micros(config.open_timeout_seconds),
+            _micros(config.half_open_timeout_seconds),
+            "1" if config.exponential_backoff else "0",
+            _micros(config.max_backoff_seconds),
+            repr(config.backoff_multiplier),
+            str(config.minimum_calls),
+            str(config.half_open_max_calls),
+        ]
+        # Script.__call__ carries no annotations in redis-py; these casts give it the one we use.
+        script = cast(Callable[[str], Callable[..., object]], client.register_script)
+        self._admit_script = script(_PRELUDE + _ADMIT)
+        self._record_script = script(_PRELUDE + _RECORD)
+        self._force_script = script(_PRELUDE + _FORCE)
+        self._status_script = script(_PRELUDE + _STATUS)
+        self._backoff = backoff_from_config(config)
+        self._is_excluded = compile_matchers(config.excluded_exceptions, on_error=False)
+        self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
+        self._on_trip: Callbacks[[str, CircuitType]] = Callbacks("trip")
+        self._on_recovery: Callbacks[[str, CircuitType]] = Callbacks("recovery")
+        self._on_state_change: Callbacks[[str, CircuitState, CircuitState]] = Callbacks("state change")
+        self._entries = threading.local()  # per-thread stack of `with` admissions
+        # _lock guards every attribute below (local counters, the last shared values seen, store health).
+        self._lock = threading.Lock()
+        self._zero_counters()
+        self._down_until = 0.0  # monotonic time until which the store is taken as down; 0: it answers
+        self._store_error: Optional[str] = None
+        self._warned: Tuple[Optional[str], float] = (None, 0.0)
+
+    def _zero_counters(self) -> None:
+        self._successes = self._failures = self._rejections = self._ignored = 0
+        self._last_failure_time: Optional[datetime] = None
+        self._last_failure_message: Optional[str] = None
+        self._shared: Optional[_Reply] = None  # the last reply seen, for metrics while Redis is down
+
+    # --- Redis ----------------------------------------------------------------------------------
+
+    def _run(self, script: Callable[..., object], *args: str, probe: bool = False) -> _Reply:
+        """Run a script and decode its answer; raises _StoreFailure. ``probe``: skip while taken as down."""
+        if probe and self._down_until and SYSTEM_CLOCK.monotonic() < self._down_until:
+            raise _StoreFailure(f"taken as down after: {self._store_error}")
+        try:
+            raw = script(keys=self._keys, args=[*self._config_args, *args])
+        except (redis.RedisError, OSError) as exc:
+            self._store_failed(f"{type(exc).__name__}: {exc}")
+            raise _StoreFailure(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            reply = _parse(raw)
+        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+            detail = f"unexpected answer {raw!r:.200}"
+            self._store_failed(detail)
+            raise _StoreFailure(detail) from exc
+        with self._lock:
+            self._shared = reply
+            recovered, self._down_until, self._store_error = self._down_until != 0.0, 0.0, None
+        if recovered:
+            logger.warning("circuit breaker %r: store %s answers again", self.name, self.store)
+        return reply
+
+    def _store_failed(self, detail: str) -> None:
+        now = SYSTEM_CLOCK.monotonic()
+        with self._lock:
+            self._down_until = now + self.timeout
+            self._store_error = detail
+            warn = detail != self._warned[0] or now - self._warned[1] >= _WARN_EVERY
+            if warn:
+                self._warned = (detail, now)
+        if warn:
+            logger.warning("circuit breaker %r: store %s failed (%s); failing closed", self.name, self.store, detail)
+
+    def _fire(self, reply: _Reply) -> None:
+        pending: Pending = []
+        for event in reply.events:
+            if event == "trip":
+                pending.append((self._on_trip, (self.name, self.circuit_type)))
+            elif event == "recovery":
+                pending.append((self._on_recovery, (self.name, self.circuit_type)))
+            else:
+                old, new = event.split(">")
+                pending.append((self._on_state_change, (self.name, CircuitState(old), CircuitState(new))))
+        fire(pending)
+
+    # --- admission and outcomes -------------------------------------------------------------
+
+    def _admit(self) -> Union[_Ticket, CircuitOpenException]:
+        """Return the admission tag, or the exception to raise after counting a rejection."""
+        try:
+            reply = self._run(self._admit_script, probe=True)
+        except _StoreFailure as failure:
+            cause = StateStoreError(f"store {self.store} failed: {failure}")
+            cause.__cause__ = failure.__cause__
+            rejection = CircuitOpenException(
+                self.name, self.circuit_type, _OPEN, None, f"its store {self.store} failed ({failure})"
+            )
+            rejection.__cause__ = cause
+        else:
+            self._fire(reply)
+            if reply.extra[:1] == (1,):
+                return (reply.generation, reply.state)
+            rejection = CircuitOpenException(self.name, self.circuit_type, reply.state, reply.retry_after)
+        with self._lock:
+            self._rejections += 1
+        return rejection
+
+    def _admit_or_raise(self) -> _Ticket:
+        ticket = self._admit()
+        if isinstance(ticket, CircuitOpenException):
+            raise ticket
+        return ticket
+
+    def _record(self, ticket: Optional[_Ticket], outcome: str) -> None:
+        generation, state = ticket if ticket is not None else ("", "")
+        try:
+            reply = self._run(self._record_script, generation, state, outcome)
+        except _StoreFailure as failure:
+            logger.warning("circuit breaker %r: %s outcome dropped: %s", self.name, outcome, failure)
+            return
+        self._fire(reply)
+
+    def _succeeded(self, ticket: Optional[_Ticket]) -> None:
+        with self._lock:
+            self._successes += 1
+        self._record(ticket, "success")
+
+    def _failed(self, ticket: Optional[_Ticket], error: object) -> None:
+        with self._lock:
+            self._failures += 1
+            self._last_failure_time = SYSTEM_CLOCK.now()
+            self._last_failure_message = _describe(error)
+        self._record(ticket, "failure")
+
+    def _raised(self, ticket: _Ticket, exc: BaseException) -> None:
+        """Record an exception that left a protected call: failure, or neither (see the config)."""
+        if isinstance(exc, Exception) and not self._is_excluded(exc) and self._is_failure(exc):
+            self._failed(ticket, exc)
+            return
+        with self._lock:
+            self._ignored += 1
+        if ticket[1] is _HALF_OPEN:  # only a half-open permit has anything to give back
+            self._record(ticket, "ignored")
+
+    # --- call styles --------------------------------------------------------------------------
+
+    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``func(*args, **kwargs)`` through the breaker and return its result.
+
+        Blocks for as long as ``func`` does, plus two Redis round trips. Raises CircuitOpenException
+        without calling ``func`` while the breaker rejects calls or Redis fails; otherwise re-raises
+        whatever ``func`` raised.
+        """
+        ticket = self._admit_or_raise()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._raised(ticket, exc)
+            raise
+        self._succeeded(ticket)
+        return result
+
+    def __call__(self, func: Callable[P, R]) -> RedisProtected[P, R]:
+        """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
+        ensure_sync(func)
+        admit, succeeded, raised = self._admit_or_raise, self._succeeded, self._raised
+
+        @functools.wraps(func)
+        def protected(*args: P.args, **kwargs: P.kwargs) -> R:
+            ticket = admit()
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                raised(ticket, exc)
+                raise
+            succeeded(ticket)
+            return result
+
+        protected.breaker = self  # type: ignore[attr-defined]
+        return protected  # type: ignore[return-value]
+
+    def __enter__(self) -> RedisCircuitBreaker:
+        """Admit the block as one protected call; raises CircuitOpenException while rejecting."""
+        ticket = self._admit_or_raise()
+        try:
+            stack: List[_Ticket] = self._entries.stack
+        except AttributeError:
+            stack = self._entries.stack = []
+        stack.append(ticket)
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        ticket = self._entries.stack.pop()
+        if exc is None:
+            self._succeeded(ticket)
+        else:
+            self._raised(ticket, exc)
+
+    def allow(self) -> bool:
+        """Return whether a call may go ahead now, without raising; False while Redis fails.
+
+        When it admits a half-open trial it takes a permit: report the outcome with
+        :meth:`record_success` or :meth:`record_failure`, which give it back.
+        """
+        return not isinstance(self._admit(), CircuitOpenException)
+
+    def record_success(self) -> None:
+        """Report a success of a call made after :meth:`allow` (applies to the current generation).
+
+        While HALF_OPEN it counts as a trial success only if a trial permit is out.
+        """
+        self._succeeded(None)
+
+    def record_failure(self, error: object = None) -> None:
+        """Report a failure (an exception or a message) of a call made after :meth:`allow`.
+
+        Counted whatever its type and in any state: a reported failure errs on the safe side.
+        """
+        self._failed(None, error)
+
+    # --- manual control -----------------------------------------------------------------------
+
+    def _force(self, action: str) -> None:
+        try:
+            reply = self._run(self._force_script, action)
+        except _StoreFailure as failure:
+            raise StateStoreError(f"circuit breaker {self.name!r}: store {self.store} failed: {failure}") from failure
+        self._fire(reply)
+
+    def force_open(self) -> None:
+        """Open the breaker for every process until :meth:`force_close` or :meth:`reset`.
+
+        Raises StateStoreError if Redis fails (as do force_close and reset).
+        """
+        self._force("open")
+
+    def force_close(self) -> None:
+        """Close the breaker now (a recovery: the backoff restarts). In-flight calls no longer count."""
+        self._force("close")
+
+    def reset(self) -> None:
+        """Return to the initial state: CLOSED, empty window, backoff restarted, shared trips and
+        this process's metrics zero (other processes keep their own counters)."""
+        self._force("reset")
+        with self._lock:
+            self._zero_counters()
+
+    # --- callbacks ----------------------------------------------------------------------------
+
+    def register_trip_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
+        """Call ``callback(name, circuit_type)`` each time this process's action opens the breaker."""
+        self._on_trip.add(callback)
+
+    def register_recovery_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
+        """Call ``callback(name, circuit_type)`` each time this process's action closes the breaker."""
+        self._on_recovery.add(callback)
+
+    def register_state_change_callback(self, callback: Callable[[str, CircuitState, CircuitState], object]) -> None:
+        """Call ``callback(name, old_state, new_state)`` on every state change this process causes."""
+        self._on_state_change.add(callback)
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def _observe(self, mode: str) -> Optional[_Reply]:
+        try:
+            reply = self._run(self._status_script, mode, probe=True)
+        except _StoreFailure:
+            return None
+        self._fire(reply)
+        return reply
+
+    @property
+    def state(self) -> CircuitState:
+        """The shared state (an OPEN breaker whose timeout has passed reads HALF_OPEN); OPEN while Redis fails."""
+        reply = self._observe("light")
+        return _OPEN if reply is None else reply.state
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is _OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is CircuitState.CLOSED
+
+    @property
+    def is_half_open(self) -> bool:
+        return self.state is _HALF_OPEN
+
+    @property
+    def current_backoff(self) -> float:
+        """Open timeout in seconds of the current trip (while CLOSED: of the next trip)."""
+        reply = self._observe("light") or self._shared
+        return self._backoff(max(reply.consecutive_trips if reply else 0, 1))
+
+    @property
+    def metrics(self) -> BreakerMetrics:
+        """This process's counters, with the shared trip count and last recovery (the last seen while Redis fails)."""
+        return self._metrics(self._observe("light"))
+
+    def _metrics(self, reply: Optional[_Reply]) -> BreakerMetrics:
+        with self._lock:
+            shared = reply or self._shared
+            return BreakerMetrics(
+                total_requests=self._successes + self._failures + self._rejections + self._ignored,
+                successful_requests=self._successes,
+                failed_requests=self._failures,
+                rejected_requests=self._rejections,
+                ignored_requests=self._ignored,
+                circuit_trips=shared.trips if shared else 0,
+                last_failure_time=self._last_failure_time,
+                last_recovery_time=shared.recovered_at if shared else None,
+            )
+
+    def get_status(self) -> Dict[str, Any]:
+        """Return a JSON-serialisable snapshot: the shared state and window, this process's counters.
+
+        Never raises for a failing store: ``state`` then reads "open", the shared values are None
+        and ``store_error`` says why.
+        """
+        reply = self._observe("full")
+        metrics = self._metrics(reply)
+        with self._lock:
+            message, error = self._last_failure_message, self._store_error
+        status: Dict[str, Any] = {
+            "name": self.name,
+            "type": self.circuit_type.value,
+            "state": _OPEN.value,
+            "forced_open": False,
+            "failures_in_window": None,
+            "calls_in_window": None,
+            "failure_rate": None,
+            "consecutive_trips": None,
+            "current_open_timeout": None,
+            "seconds_until_retry": None,
+            "half_open_in_flight": None,
+            "total_requests": metrics.total_requests,
+            "successful_requests": metrics.successful_requests,
+            "failed_requests": metrics.failed_requests,
+            "rejected_requests": metrics.rejected_requests,
+            "ignored_requests": metrics.ignored_requests,
+            "circuit_trips": metrics.circuit_trips,
+            "last_failure_time": _iso(metrics.last_failure_time),
+            "last_failure_message": message,
+            "last_recovery_time": _iso(metrics.last_recovery_time),
+            "opened_at": None,
+            "store": self.store,
+            "store_error": error,
+        }
+        if reply is not None:
+            calls, failures = reply.extra
+            status.update(
+                state=reply.state.value,
+                forced_open=reply.forced,
+                failures_in_window=failures,
+                calls_in_window=calls,
+                failure_rate=failures / calls if calls else 0.0,
+                consecutive_trips=reply.consecutive_trips,
+                current_open_timeout=self._backoff(max(reply.consecutive_trips, 1)),
+                seconds_until_retry=reply.retry_after,
+                half_open_in_flight=reply.in_flight,
+                opened_at=_iso(reply.opened_at) if reply.state is not CircuitState.CLOSED else None,
+                store_error=None,
+            )
+        return status
+
+    def __repr__(self) -> str:
+        return f"<RedisCircuitBreaker {self.name!r} {self.circuit_type.value} {self.store}>"
+
+
+def _iso(moment: Optional[datetime]) -> Optional[str]:
+    return None if moment is None else moment.isoformat()
