@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -18,14 +19,34 @@ def _dedent(indent: str, code: str) -> str:
     return "\n".join(line[len(indent) :] for line in code.splitlines())
 
 
-@pytest.mark.parametrize(("indent", "code"), BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_runs(indent: str, code: str, tmp_path: Path) -> None:
+def run_block(indent: str, code: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Run one README block as a script; return its output."""
     script = tmp_path / "example.py"
     script.write_text(_dedent(indent, code), encoding="utf-8")
+    env = dict(os.environ)
+    if "REDIS_URL" in code:  # a Redis example: give it a real server of its own
+        env["REDIS_URL"] = request.getfixturevalue("own_redis_server").url
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env, check=False
     )
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(("indent", "code"), BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_readme_example_runs(indent: str, code: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    assert isinstance(run_block(indent, code, tmp_path, request), str)
+
+
+def test_readme_redis_example_shares_the_limit_and_the_kill_switch(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    ((indent, code),) = [block for block in BLOCKS if "REDIS_URL" in block[1]]
+    output = run_block(indent, code, tmp_path, request)
+    assert "orders admitted: 10 of 16" in output
+    assert "beta can trade: False" in output
+    assert "alpha can trade: True" in output
+    assert "order sent closed" in output
 
 
 def test_readme_has_examples() -> None:
