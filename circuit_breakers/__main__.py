@@ -1,4 +1,8 @@
-"""Command line: ``python -m circuit_breakers demo`` runs the simulated trading session."""
+"""Command line: ``python -m circuit_breakers demo`` runs the simulated trading session.
+
+``demo --redis URL`` instead runs two processes sharing a kill switch and an order-rate limit
+through Redis (the second process is ``demo-follower``, started by the first).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     demo = commands.add_parser("demo", help="run a deterministic simulated trading session")
     demo.add_argument("--seed", type=int, default=7, help="seed of the random walk (default 7)")
     demo.add_argument("--verbose", action="store_true", help="also show the library's log records")
+    demo.add_argument("--redis", metavar="URL", help="run two processes sharing state in Redis at URL instead")
+    follower = commands.add_parser("demo-follower", help="the second process of demo --redis (reads stdin)")
+    follower.add_argument("--redis", metavar="URL", required=True)
+    follower.add_argument("--namespace", required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL, format="    log: %(message)s")
-    run_demo(print, seed=args.seed)
+    verbose = args.command == "demo" and args.verbose
+    logging.basicConfig(level=logging.INFO if verbose else logging.CRITICAL, format="    log: %(message)s")
+    if args.command == "demo-follower" or args.redis:
+        # Only the shared demo needs redis-py (the `redis` extra): import it only then.
+        from circuit_breakers import demo_shared  # noqa: PLC0415
+
+        if args.command == "demo-follower":
+            demo_shared.follow(args.redis, args.namespace, sys.stdin, lambda line: print(line, flush=True))
+        else:
+            demo_shared.run_shared_demo(print, args.redis)
+    else:
+        run_demo(print, seed=args.seed)
     return 0
 
 

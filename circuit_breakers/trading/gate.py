@@ -219,9 +219,7 @@ class PreTradeGate:
         return ACCEPTED
 
     def _pending_notional(self) -> Decimal:
-        return sum(
-            (entry.remaining * entry.price for entry in self._pending.values() if not entry.reduces), Decimal(0)
-        )
+        return sum((entry.remaining * entry.price for entry in self._pending.values() if not entry.reduces), Decimal(0))
 
     def _working_reductions(self, order: Order) -> Decimal:
         """Quantity of pending risk-reducing orders on the same symbol and side."""
