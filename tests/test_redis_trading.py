@@ -14,7 +14,7 @@ from typing import Any, Callable, List
 import pytest
 import redis
 
-from circuit_breakers import ConfigError, ManualClock, TradingBreakerConfig, TradingCircuitBreakers
+from circuit_breakers import ConfigError, Limit, ManualClock, TradingBreakerConfig, TradingCircuitBreakers
 from circuit_breakers.stores.redis_store import RedisRateLimiter, RedisStore
 from circuit_breakers.stores.shared import SharedState
 from tests.redis_server import RedisServer
@@ -176,8 +176,31 @@ def test_windows_use_the_server_clock_not_the_hosts(make: Make) -> None:
 def test_rate_keys_expire_on_their_own(make: Make, redis_client: Any) -> None:
     make().record_order()
     keys = [key.decode() for key in redis_client.keys("desk:rate:*")]
-    assert len(keys) == 2
-    assert all(0 < redis_client.pttl(key) <= 3_600_000 for key in keys)
+    assert len(keys) == 1  # one sorted set holds the minute and the hour window
+    assert 3_590_000 < redis_client.pttl(keys[0]) <= 3_600_000  # kept for the longest period only
+    assert redis_client.zcard(keys[0]) == 1
+
+
+def test_every_window_of_one_limiter_is_exact_over_real_server_time(redis_client: Any) -> None:
+    """Hammer two short windows for a second and check every admitted permit's server timestamp:
+    never more than 2 in any 0.2 s, nor 3 in any 0.6 s; and the limiter kept admitting throughout."""
+    store = RedisStore(redis_client, "exact-windows")
+    limiter = store.rate_limiter(Limit(2, 0.2), Limit(3, 0.6), name="orders", clock=ManualClock())
+    key = "exact-windows:rate:orders"
+    stamps: set = set()
+    deadline = time.monotonic() + 1.2
+    refused = 0
+    while time.monotonic() < deadline:
+        if limiter.try_acquire():
+            stamps.update(int(score) for _, score in redis_client.zrange(key, 0, -1, withscores=True))
+        else:
+            refused += 1
+    admitted = sorted(stamps)
+    assert refused > 0
+    assert len(admitted) >= 5  # about 3 per 0.6 s: the windows do free up again
+    for limit, period_us in ((2, 200_000), (3, 600_000)):
+        for first, last in zip(admitted, admitted[limit:]):
+            assert last - first >= period_us, f"{limit + 1} permits within {last - first} us"
 
 
 def test_reset_key_hash_is_shared_and_secret(make: Make, redis_client: Any) -> None:

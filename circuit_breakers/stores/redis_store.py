@@ -1,7 +1,8 @@
 """Trading state shared through Redis (or Valkey): latches, values, order-rate windows, notifications.
 
-Keys, all under ``{namespace}:``: ``latches`` and ``values`` (hashes), ``rate:{name}:{period}``
-(one sorted set per rate limit, entries expire on their own), and the pub/sub channel ``events``.
+Keys, all under ``{namespace}:``: ``latches`` and ``values`` (hashes), ``rate:{name}`` (one
+sorted set per rate limiter holding all of its windows; it expires on its own), and the pub/sub
+channel ``events``.
 
 - Latches change only through Lua scripts that set-if-absent or delete and publish in the same
   step, so every process hears of every change; a process that missed messages (a dropped
@@ -52,33 +53,33 @@ end
 return 0
 """
 
-# KEYS: one sorted set per limit. ARGV[1]: "1" to record a permit if every window has room, "0"
-# to look only; ARGV[2]: the member to record; then max_calls and period (microseconds) per key.
-# An entry at t counts while t + period > now. Returns {admitted, wait_us, count per key...}.
+# KEYS[1]: one sorted set of permits (score: server time in microseconds), kept for the longest
+# period. ARGV[1]: "1" to record a permit if every window has room, "0" to look only; ARGV[2]: the
+# member to record; ARGV[3]: the longest period; then max_calls and period (microseconds) per limit.
+# A permit at t counts in a window of length p while t > now - p. One ZADD and one trim per decision,
+# however many limits. Returns {admitted, wait_us, count per limit...}.
 _RATE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local wait = 0
-local counts = {}
-for i, key in ipairs(KEYS) do
-  local max_calls = tonumber(ARGV[1 + 2 * i])
-  local period = tonumber(ARGV[2 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
-  local count = redis.call('ZCARD', key)
-  if count >= max_calls then
-    local oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
-    wait = math.max(wait, oldest + period - now)
+local key, longest = KEYS[1], tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - longest))
+local wait, counts = 0, {}
+for i = 1, (#ARGV - 3) / 2 do
+  local max_calls, period = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  local since = string.format('(%d', now - period)
+  local count = redis.call('ZCOUNT', key, since, '+inf')
+  if count >= max_calls then  -- free again when the permit that would be one too many expires
+    local entry = redis.call('ZRANGEBYSCORE', key, since, '+inf', 'WITHSCORES', 'LIMIT', count - max_calls, 1)
+    wait = math.max(wait, tonumber(entry[2]) + period - now)
   end
   counts[i] = count
 end
 if wait > 0 or ARGV[1] ~= '1' then
   return {0, wait, unpack(counts)}
 end
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, ARGV[2])
-  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 + 2 * i]) / 1000))
-  counts[i] = counts[i] + 1
-end
+redis.call('ZADD', key, now, ARGV[2])
+redis.call('PEXPIRE', key, math.ceil(longest / 1000))
+for i = 1, #counts do counts[i] = counts[i] + 1 end
 return {1, 0, unpack(counts)}
 """
 
@@ -220,7 +221,11 @@ class RedisStore:
         )
 
     def rate_limiter(self, *limits: Limit, name: str, clock: Clock) -> RedisRateLimiter:
-        """A rate limiter whose windows every process of the namespace shares."""
+        """A rate limiter whose windows every process of the namespace shares.
+
+        ``clock`` is part of the SharedState interface and unused here: the windows run on the Redis
+        server's clock, so that every host agrees.
+        """
         return RedisRateLimiter(self, *limits, name=name)
 
     def __repr__(self) -> str:
@@ -239,9 +244,9 @@ class RedisRateLimiter:
         self.name = name
         self.store = store
         self._limits = limits
-        self._keys = [f"{store.namespace}:rate:{name}:{limit.period_seconds:g}" for limit in limits]
+        self._keys = [f"{store.namespace}:rate:{name}"]
         self._script = store.client.register_script(_RATE)
-        self._args: List[Any] = []
+        self._args: List[Any] = [max(round(limit.period_seconds * 1_000_000) for limit in limits)]
         for limit in limits:
             self._args += [limit.max_calls, round(limit.period_seconds * 1_000_000)]
         self._member_prefix = uuid.uuid4().hex
