@@ -203,6 +203,21 @@ def test_every_window_of_one_limiter_is_exact_over_real_server_time(redis_client
             assert last - first >= period_us, f"{limit + 1} permits within {last - first} us"
 
 
+def test_refusal_wait_and_status_name_the_full_window(redis_client: Any) -> None:
+    limiter = RedisStore(redis_client, "wait").rate_limiter(
+        Limit(2, 60), Limit(3, 3600), name="orders", clock=ManualClock()
+    )
+    assert [limiter.try_acquire() for _ in range(3)] == [True, True, False]
+    assert 59.0 < limiter.retry_after() <= 60.0  # the minute window is full; its oldest permit frees it
+    status = limiter.status()
+    assert [limit["calls_in_window"] for limit in status["limits"]] == [2, 2]
+    assert status["limits"][0]["seconds_until_free"] > 59.0
+    assert status["limits"][1]["seconds_until_free"] == 0.0
+    limiter.reset()
+    assert limiter.retry_after() == 0.0
+    assert limiter.try_acquire()
+
+
 def test_reset_key_hash_is_shared_and_secret(make: Make, redis_client: Any) -> None:
     make()
     stored = redis_client.hget("desk:values", "reset_key").decode()

@@ -56,25 +56,29 @@ return 0
 # KEYS[1]: one sorted set of permits (score: server time in microseconds), kept for the longest
 # period. ARGV[1]: "1" to record a permit if every window has room, "0" to look only; ARGV[2]: the
 # member to record; ARGV[3]: the longest period; then max_calls and period (microseconds) per limit.
-# A permit at t counts in a window of length p while t > now - p. One ZADD and one trim per decision,
-# however many limits. Returns {admitted, wait_us, count per limit...}.
+# A permit at t counts in a window of length p while t > now - p. One trim and one ZADD per decision,
+# however many limits. Returns {admitted, wait_us, count per limit...}; a refused permit returns {0}
+# at once (the wait is worked out only when looking).
 _RATE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local key, longest = KEYS[1], tonumber(ARGV[3])
+local key, record, longest = KEYS[1], ARGV[1] == '1', tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - longest))
 local wait, counts = 0, {}
 for i = 1, (#ARGV - 3) / 2 do
   local max_calls, period = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
   local since = string.format('(%d', now - period)
-  local count = redis.call('ZCOUNT', key, since, '+inf')
-  if count >= max_calls then  -- free again when the permit that would be one too many expires
+  local count
+  if period == longest then count = redis.call('ZCARD', key) else count = redis.call('ZCOUNT', key, since, '+inf') end
+  if count >= max_calls then
+    if record then return {0} end
+    -- free again when the permit that would be one too many expires
     local entry = redis.call('ZRANGEBYSCORE', key, since, '+inf', 'WITHSCORES', 'LIMIT', count - max_calls, 1)
     wait = math.max(wait, tonumber(entry[2]) + period - now)
   end
   counts[i] = count
 end
-if wait > 0 or ARGV[1] ~= '1' then
+if wait > 0 or not record then
   return {0, wait, unpack(counts)}
 end
 redis.call('ZADD', key, now, ARGV[2])
@@ -258,22 +262,25 @@ class RedisRateLimiter:
     def limits(self) -> Tuple[Limit, ...]:
         return self._limits
 
-    def _run(self, record: bool) -> Tuple[bool, float, List[int]]:
+    def _run(self, record: bool) -> List[int]:
         with self._counter_lock:
             self._counter += 1
             member = f"{self._member_prefix}:{self._counter}"
             self.round_trips += 1
         try:
             reply = self._script(keys=self._keys, args=["1" if record else "0", member, *self._args])
-            admitted, wait_us, *counts = (int(item) for item in reply)
+            return [int(item) for item in reply]
         except (redis.RedisError, ValueError, TypeError) as exc:
             raise self.store._fail(f"check rate limit {self.name}", exc) from exc
-        return bool(admitted), wait_us / 1_000_000, counts
+
+    def _look(self) -> Tuple[float, List[int]]:
+        _, wait_us, *counts = self._run(record=False)
+        return wait_us / 1_000_000, counts
 
     def try_acquire(self) -> bool:
         """Take a permit if every window has room; False if not, or if Redis cannot answer. One round trip."""
         try:
-            return self._run(record=True)[0]
+            return self._run(record=True)[0] == 1
         except StateStoreError as exc:
             logger.warning("%s; order refused (fail closed)", exc)
             return False
@@ -281,13 +288,13 @@ class RedisRateLimiter:
     def retry_after(self) -> float:
         """Seconds until a permit could be admitted; the longest period while Redis cannot answer."""
         try:
-            return self._run(record=False)[1]
+            return self._look()[0]
         except StateStoreError:
             return max(limit.period_seconds for limit in self._limits)
 
     def status(self) -> Dict[str, Any]:
         """The same shape as RateLimiter.status(); raises StateStoreError when Redis cannot answer."""
-        _, wait, counts = self._run(record=False)
+        wait, counts = self._look()
         return {
             "name": self.name,
             "store": self.store.describe(),
