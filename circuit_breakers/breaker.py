@@ -236,15 +236,6 @@ class CircuitBreaker:
         return CircuitOpenException(self.name, self.circuit_type, period.state, self._retry_after(period, self._mono()))
 
     def _admit_or_raise(self) -> _Period:
-        period = self._period
-        if period.state is _OPEN:  # the common rejection, lock-free (as in _admit) and inlined
-            if period.forced:
-                self._rejections.add()
-                raise CircuitOpenException(self.name, self.circuit_type, _OPEN, None)
-            left = period.started + period.open_for - self._mono()
-            if left > 0:
-                self._rejections.add()
-                raise CircuitOpenException(self.name, self.circuit_type, _OPEN, left)
         ticket = self._admit()
         if ticket is None:
             raise self._rejection()
@@ -345,7 +336,7 @@ class CircuitBreaker:
         def protected(*args: P.args, **kwargs: P.kwargs) -> R:
             ticket = breaker._period
             if ticket.state is not _CLOSED:
-                if ticket.state is _OPEN:  # _admit_or_raise's lock-free rejection, inlined
+                if ticket.state is _OPEN:  # _admit's lock-free rejection, inlined
                     left = None
                     if not ticket.forced:
                         left = ticket.started + ticket.open_for - (_monotonic() if mono is None else mono())

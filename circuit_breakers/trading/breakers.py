@@ -91,7 +91,7 @@ class _Trip:
     def __init__(self, reason: str, at: dt.datetime, at_mono: float, day: dt.date) -> None:
         self.reason, self.at, self.at_mono, self.day = reason, at, at_mono, day
         # For can_trade()'s lock-free path: (wall, monotonic) times before which a day halt holds
-        # for certain; set by the owner, who knows the config.
+        # for certain; set by the owner, who knows the config. The default promises nothing.
         self.holds_before: Tuple[dt.datetime, float] = (at, at_mono)
 
     def record(self) -> Dict[str, Any]:
@@ -820,12 +820,9 @@ class TradingCircuitBreakers:
         return True
 
     def _audit_refusal(self, reason: str, actor: Optional[str]) -> None:
-        """Audit a refused reset (no lock held); a trail that cannot be written blocks trading."""
-        try:
-            self._audit.record("kill_switch_reset_refused", reason=reason, actor=actor)
-        except StateStoreError as exc:  # the refusal is still the answer, not an error
-            with self._lock:
-                self._store_failed(exc)
+        """Audit a refused reset; the refusal stays the answer even if the trail cannot be written."""
+        with self._lock:
+            self._record_audit("kill_switch_reset_refused", reason=reason, actor=actor)
 
     def reset_breaker(self, name: str) -> bool:
         """Reset one breaker by name; True if it reset something.
