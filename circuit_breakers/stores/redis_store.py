@@ -274,8 +274,10 @@ class RedisRateLimiter:
             raise self.store._fail(f"check rate limit {self.name}", exc) from exc
 
     def _look(self) -> Tuple[float, List[int]]:
-        _, wait_us, *counts = self._run(record=False)
-        return wait_us / 1_000_000, counts
+        reply = self._run(record=False)
+        if len(reply) != 2 + len(self._limits):
+            raise self.store._fail(f"check rate limit {self.name}", ValueError(f"unexpected answer {reply!r}"))
+        return reply[1] / 1_000_000, reply[2:]
 
     def try_acquire(self) -> bool:
         """Take a permit if every window has room; False if not, or if Redis cannot answer. One round trip."""
