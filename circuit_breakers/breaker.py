@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from time import monotonic as _monotonic  # a module global, so that freezegun patches it
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Type, TypeVar, overload
+from typing import Any, Callable, Dict, Generic, List, Optional, Type, TypeVar, overload
 
-from typing_extensions import Concatenate, ParamSpec, Protocol
+from typing_extensions import Concatenate, ParamSpec, Protocol, Self
 
 from circuit_breakers.backoff import backoff_from_config
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
@@ -40,6 +40,7 @@ P2 = ParamSpec("P2")
 S = TypeVar("S")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
+T = TypeVar("T")
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
@@ -102,7 +103,83 @@ def ensure_sync(func: Callable[..., Any]) -> None:
         raise ConfigTypeError(f"{func!r} is a generator function; its body would run outside the breaker")
 
 
-class CircuitBreaker:
+class BreakerFront(Generic[T]):
+    """What every breaker offers on top of its own admission and outcome rules: ``with breaker:``,
+    callback registration and the state tests. ``T`` is the breaker's admission tag.
+
+    A subclass sets the attributes in :meth:`_init_front` and implements ``_admit_or_raise``,
+    ``_succeeded``, ``_raised`` and the ``state`` property.
+    """
+
+    _on_trip: Callbacks[[str, CircuitType]]
+    _on_recovery: Callbacks[[str, CircuitType]]
+    _on_state_change: Callbacks[[str, CircuitState, CircuitState]]
+    _entries: threading.local
+
+    def _init_front(self) -> None:
+        self._on_trip = Callbacks("trip")
+        self._on_recovery = Callbacks("recovery")
+        self._on_state_change = Callbacks("state change")
+        self._entries = threading.local()  # per-thread stack of `with` admissions
+
+    def _admit_or_raise(self) -> T:
+        raise NotImplementedError
+
+    def _succeeded(self, ticket: T) -> None:
+        raise NotImplementedError
+
+    def _raised(self, ticket: T, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    @property
+    def state(self) -> CircuitState:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """Admit the block as one protected call; raises CircuitOpenException while rejecting."""
+        ticket = self._admit_or_raise()
+        try:
+            stack: List[T] = self._entries.stack
+        except AttributeError:
+            stack = self._entries.stack = []
+        stack.append(ticket)
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        ticket = self._entries.stack.pop()
+        if exc is None:
+            self._succeeded(ticket)
+        else:
+            self._raised(ticket, exc)
+
+    def register_trip_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
+        """Call ``callback(name, circuit_type)`` each time the breaker opens."""
+        self._on_trip.add(callback)
+
+    def register_recovery_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
+        """Call ``callback(name, circuit_type)`` each time the breaker closes after being open."""
+        self._on_recovery.add(callback)
+
+    def register_state_change_callback(self, callback: Callable[[str, CircuitState, CircuitState], object]) -> None:
+        """Call ``callback(name, old_state, new_state)`` on every state change."""
+        self._on_state_change.add(callback)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is _OPEN
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is _CLOSED
+
+    @property
+    def is_half_open(self) -> bool:
+        return self.state is _HALF_OPEN
+
+
+class CircuitBreaker(BreakerFront["_Period"]):
     """A thread-safe CLOSED / OPEN / HALF_OPEN breaker around any blocking call.
 
     >>> breaker = CircuitBreaker("broker_api", CircuitType.CONNECTION_FAILURE)
@@ -142,10 +219,7 @@ class CircuitBreaker:
         self._backoff = backoff_from_config(config)
         self._is_excluded = compile_matchers(config.excluded_exceptions, on_error=False)
         self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
-        self._on_trip: Callbacks[[str, CircuitType]] = Callbacks("trip")
-        self._on_recovery: Callbacks[[str, CircuitType]] = Callbacks("recovery")
-        self._on_state_change: Callbacks[[str, CircuitState, CircuitState]] = Callbacks("state change")
-        self._entries = threading.local()  # per-thread stack of `with` admissions
+        self._init_front()
         # _lock guards every attribute below; reading the single reference _period needs no lock.
         self._lock = threading.Lock()
         self._window = BucketedWindow(config.failure_window_seconds)
@@ -363,25 +437,6 @@ class CircuitBreaker:
         protected.breaker = self  # type: ignore[attr-defined]
         return protected  # type: ignore[return-value]
 
-    def __enter__(self) -> CircuitBreaker:
-        """Admit the block as one protected call; raises CircuitOpenException while rejecting."""
-        ticket = self._admit_or_raise()
-        try:
-            stack: List[_Period] = self._entries.stack
-        except AttributeError:
-            stack = self._entries.stack = []
-        stack.append(ticket)
-        return self
-
-    def __exit__(
-        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
-    ) -> None:
-        ticket = self._entries.stack.pop()
-        if exc is None:
-            self._succeeded(ticket)
-        else:
-            self._raised(ticket, exc)
-
     def allow(self) -> bool:
         """Return whether a call may go ahead now, without raising. Never blocks.
 
@@ -440,20 +495,6 @@ class CircuitBreaker:
         """Return to the initial state: CLOSED, empty window, backoff restarted, every metric zero."""
         self._set(_CLOSED, zero=True)
 
-    # --- callbacks ----------------------------------------------------------------------------
-
-    def register_trip_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
-        """Call ``callback(name, circuit_type)`` each time the breaker opens."""
-        self._on_trip.add(callback)
-
-    def register_recovery_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
-        """Call ``callback(name, circuit_type)`` each time the breaker closes after being open."""
-        self._on_recovery.add(callback)
-
-    def register_state_change_callback(self, callback: Callable[[str, CircuitState, CircuitState], object]) -> None:
-        """Call ``callback(name, old_state, new_state)`` on every state change."""
-        self._on_state_change.add(callback)
-
     # --- status ---------------------------------------------------------------------------------
 
     def _observe(self) -> _Period:
@@ -472,18 +513,6 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         """The current state (an OPEN breaker whose timeout has passed reads HALF_OPEN)."""
         return self._observe().state
-
-    @property
-    def is_open(self) -> bool:
-        return self.state is _OPEN
-
-    @property
-    def is_closed(self) -> bool:
-        return self.state is _CLOSED
-
-    @property
-    def is_half_open(self) -> bool:
-        return self.state is _HALF_OPEN
 
     @property
     def current_backoff(self) -> float:

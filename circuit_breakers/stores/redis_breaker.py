@@ -45,18 +45,17 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union, cast, overload
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union, cast, overload
 
 import redis
 from typing_extensions import Concatenate, ParamSpec, Protocol
 
 from circuit_breakers.backoff import backoff_from_config
-from circuit_breakers.breaker import BreakerMetrics, CircuitBreaker, ensure_sync
+from circuit_breakers.breaker import BreakerFront, BreakerMetrics, CircuitBreaker, ensure_sync
 from circuit_breakers.clock import SYSTEM_CLOCK
 from circuit_breakers.config import CircuitBreakerConfig, check_number, compile_matchers
 from circuit_breakers.errors import CircuitOpenException, ConfigError, StateStoreError
-from circuit_breakers.events import Callbacks, Pending, fire
+from circuit_breakers.events import Pending, fire
 from circuit_breakers.stores.redis_client import check_client
 from circuit_breakers.types import CircuitState, CircuitType
 
@@ -361,7 +360,7 @@ def _describe(error: object) -> Optional[str]:
     return str(error)
 
 
-class RedisCircuitBreaker:
+class RedisCircuitBreaker(BreakerFront[_Ticket]):
     """A CLOSED / OPEN / HALF_OPEN breaker shared through Redis by every process using its name.
 
     Same calling styles, rules, callbacks and status as :class:`~circuit_breakers.CircuitBreaker`
@@ -413,10 +412,7 @@ class RedisCircuitBreaker:
         self._backoff = backoff_from_config(config)
         self._is_excluded = compile_matchers(config.excluded_exceptions, on_error=False)
         self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
-        self._on_trip: Callbacks[[str, CircuitType]] = Callbacks("trip")
-        self._on_recovery: Callbacks[[str, CircuitType]] = Callbacks("recovery")
-        self._on_state_change: Callbacks[[str, CircuitState, CircuitState]] = Callbacks("state change")
-        self._entries = threading.local()  # per-thread stack of `with` admissions
+        self._init_front()
         # _lock guards every attribute below (local counters, the last shared values seen, store health).
         self._lock = threading.Lock()
         self._zero_counters()
@@ -573,25 +569,6 @@ class RedisCircuitBreaker:
         protected.breaker = self  # type: ignore[attr-defined]
         return protected  # type: ignore[return-value]
 
-    def __enter__(self) -> RedisCircuitBreaker:
-        """Admit the block as one protected call; raises CircuitOpenException while rejecting."""
-        ticket = self._admit_or_raise()
-        try:
-            stack: List[_Ticket] = self._entries.stack
-        except AttributeError:
-            stack = self._entries.stack = []
-        stack.append(ticket)
-        return self
-
-    def __exit__(
-        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
-    ) -> None:
-        ticket = self._entries.stack.pop()
-        if exc is None:
-            self._succeeded(ticket)
-        else:
-            self._raised(ticket, exc)
-
     def allow(self) -> bool:
         """Return whether a call may go ahead now, without raising; False while Redis fails.
 
@@ -641,20 +618,6 @@ class RedisCircuitBreaker:
         with self._lock:
             self._zero_counters()
 
-    # --- callbacks ----------------------------------------------------------------------------
-
-    def register_trip_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
-        """Call ``callback(name, circuit_type)`` each time this process's action opens the breaker."""
-        self._on_trip.add(callback)
-
-    def register_recovery_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
-        """Call ``callback(name, circuit_type)`` each time this process's action closes the breaker."""
-        self._on_recovery.add(callback)
-
-    def register_state_change_callback(self, callback: Callable[[str, CircuitState, CircuitState], object]) -> None:
-        """Call ``callback(name, old_state, new_state)`` on every state change this process causes."""
-        self._on_state_change.add(callback)
-
     # --- status ---------------------------------------------------------------------------------
 
     def _observe(self, mode: str) -> Optional[_Reply]:
@@ -670,18 +633,6 @@ class RedisCircuitBreaker:
         """The shared state (an OPEN breaker whose timeout has passed reads HALF_OPEN); OPEN while Redis fails."""
         reply = self._observe("light")
         return _OPEN if reply is None else reply.state
-
-    @property
-    def is_open(self) -> bool:
-        return self.state is _OPEN
-
-    @property
-    def is_closed(self) -> bool:
-        return self.state is CircuitState.CLOSED
-
-    @property
-    def is_half_open(self) -> bool:
-        return self.state is _HALF_OPEN
 
     @property
     def current_backoff(self) -> float:
