@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -28,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import redis
 
 from circuit_breakers.clock import Clock
-from circuit_breakers.config import CircuitBreakerConfig
+from circuit_breakers.config import CircuitBreakerConfig, check_number
 from circuit_breakers.errors import ConfigError, StateStoreError
 from circuit_breakers.ratelimit import Limit
 from circuit_breakers.stores.redis_breaker import RedisCircuitBreaker
@@ -93,17 +94,24 @@ class RedisStore:
 
     ``client`` must be a ``redis.Redis`` built with ``socket_timeout`` and
     ``socket_connect_timeout`` (ConfigError otherwise). Thread-safe (redis-py pools connections).
+
+    ``resync_seconds``: a subscriber re-reads the state at least this often even when no message
+    comes, so that a server that hangs (a network partition that drops packets, a stopped process)
+    is noticed, and trading blocked, within ``resync_seconds`` plus the socket timeout.
     """
 
     @property
     def shared(self) -> bool:
         return True
 
-    def __init__(self, client: redis.Redis, namespace: str = "circuit_breakers") -> None:
+    def __init__(
+        self, client: redis.Redis, namespace: str = "circuit_breakers", *, resync_seconds: float = 1.0
+    ) -> None:
         if not isinstance(namespace, str) or not namespace.strip():
             raise ConfigError(f"namespace must be a non-empty str, got {namespace!r}")
         self.client = check_client(client)
         self.namespace = namespace
+        self.resync_seconds = check_number("resync_seconds", resync_seconds)
         self._latches = f"{namespace}:latches"
         self._values = f"{namespace}:values"
         self._channel = f"{namespace}:events"
@@ -196,9 +204,12 @@ class RedisStore:
                 pubsub.subscribe(self._channel)
                 on_change()  # messages may have been missed while not connected
                 backoff = 0.1
+                quiet_since = time.monotonic()
                 while not stop.is_set():
-                    if pubsub.get_message(timeout=0.2) is not None:
-                        on_change()
+                    message = pubsub.get_message(timeout=min(0.2, self.resync_seconds))
+                    if message is not None or time.monotonic() - quiet_since >= self.resync_seconds:
+                        on_change()  # a change, or a periodic re-read that finds a hung server
+                        quiet_since = time.monotonic()
             except (redis.RedisError, OSError) as exc:
                 logger.warning("%s: listener lost its connection (%s); retry in %.1fs", self.describe(), exc, backoff)
                 on_change()  # lets the owner find out, through a failing read, that the store is gone

@@ -829,6 +829,8 @@ class TradingCircuitBreakers:
 
         The kill switch (``max_drawdown``) refuses with KillSwitchError while
         ``require_manual_reset`` is on; unknown names raise UnknownBreakerError (a KeyError).
+        Resetting ``rate_limit`` on a shared store that cannot be reached raises StateStoreError
+        and changes nothing.
         """
         if name not in BREAKER_NAMES:
             raise UnknownBreakerError(name, BREAKER_NAMES)
@@ -926,10 +928,14 @@ class TradingCircuitBreakers:
             monitoring = self._monitoring
         fire(pending)
         reasons = [f"{name}: {text}" for name, text in blocks]
-        limiter = self._limiter.status()["limits"]
+        try:
+            limiter: Optional[List[Dict[str, Any]]] = self._limiter.status()["limits"]
+            details["rate_limit"] = {"limits": limiter, "error": None}
+        except StateStoreError as exc:  # a shared limiter whose store is down: record_order() refuses
+            limiter = None
+            details["rate_limit"] = {"limits": None, "error": str(exc)}
         connection = self._connection.get_status()
         details["connection"] = connection
-        details["rate_limit"] = {"limits": limiter}
         details["orders"] = self._gate.status()
         details["max_drawdown"]["kill_handlers"] = self._on_kill.outcomes()
         return TradingStatus(
@@ -939,8 +945,8 @@ class TradingCircuitBreakers:
             warning_breakers=warnings,
             reasons=tuple(reasons),
             kill_switch_active=kill_switch,
-            orders_last_minute=int(limiter[0]["calls_in_window"]),
-            orders_last_hour=int(limiter[1]["calls_in_window"]),
+            orders_last_minute=None if limiter is None else int(limiter[0]["calls_in_window"]),
+            orders_last_hour=None if limiter is None else int(limiter[1]["calls_in_window"]),
             monitoring=monitoring,
             monitor_alive=self._monitor.alive,
             last_reading_age=None if last_good is None else mono - last_good,

@@ -34,7 +34,8 @@ class TradingStatus:
     ``trading_state`` is ACTIVE, REDUCING (only risk-reducing orders pass) or HALTED.
     ``blocking_breakers`` name what halts trading now (including the fail-closed conditions
     ``provider``, ``monitor`` and ``state``); ``reasons`` give one line each; ``details`` holds
-    each breaker's figures, limits and last trip.
+    each breaker's figures, limits and last trip. ``orders_last_minute`` and ``orders_last_hour``
+    are None while a shared store cannot say (its error is in ``details["rate_limit"]["error"]``).
     """
 
     can_trade: bool
@@ -43,8 +44,8 @@ class TradingStatus:
     warning_breakers: Tuple[str, ...]
     reasons: Tuple[str, ...]
     kill_switch_active: bool
-    orders_last_minute: int
-    orders_last_hour: int
+    orders_last_minute: Optional[int]
+    orders_last_hour: Optional[int]
     monitoring: bool
     monitor_alive: bool
     last_reading_age: Optional[float]
