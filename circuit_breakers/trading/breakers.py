@@ -783,7 +783,8 @@ class TradingCircuitBreakers:
         """Release the kill switch if ``auth_key`` is right; return whether it was right.
 
         Re-bases the drawdown: from now on it is measured from the current value, so a desk that
-        is still under water is not killed again at once. Wrong keys are logged (never the key)
+        is still under water is not killed again at once. A right key while the kill switch is not
+        engaged changes nothing (no re-base: that would hide a drawdown) and is not audited. Wrong keys are logged (never the key)
         and, after ``reset_max_attempts`` in a row, lock further attempts out. Raises
         KillSwitchError when no reset key is configured or while locked out. Every refusal is
         audited too, with why (wrong key, locked out, no key), never with the key.
@@ -807,6 +808,9 @@ class TradingCircuitBreakers:
                 unreadable = True
         pending: Pending = []
         with self._lock:
+            if not unreadable and "max_drawdown" not in self._trips:
+                logger.info("reset_kill_switch: the kill switch is not engaged; nothing to release")
+                return True
             if unreadable:  # with the key, the operator chooses to start from a fresh state
                 self._unsent.clear()
                 self._write(lambda state: state.reset())

@@ -280,3 +280,17 @@ def test_status_shows_both_drawdowns(keyed_breakers: TradingCircuitBreakers, pro
     assert details["own_drawdown_pct"] == D(-5)
     assert details["provider_drawdown_pct"] == D(-3)
     assert details["value"] == D(-5)
+
+
+def test_right_key_while_not_engaged_changes_nothing(
+    keyed_breakers: TradingCircuitBreakers, provider: FakeProvider
+) -> None:
+    provider.total_value, provider.max_drawdown = D(1_000_000), D(0)
+    keyed_breakers.check_now()
+    provider.total_value, provider.max_drawdown = D(910_000), D(-9)
+    keyed_breakers.check_now()
+    assert not keyed_breakers.kill_switch_active
+    assert keyed_breakers.reset_kill_switch(RESET_KEY) is True  # the key is right
+    provider.total_value, provider.max_drawdown = D(880_000), D(-12)
+    keyed_breakers.check_now()
+    assert keyed_breakers.kill_switch_active  # no re-base happened: -12 % still engages
