@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tup
 from harness import (
     Bench,
     CaseResult,
+    Loop,
     Ratio,
     Result,
     Settings,
@@ -34,9 +35,30 @@ from harness import (
     with_loop,
 )
 from peers import Peer
-from subjects import lock_baseline, one_ms_call, trading, trivial
+from subjects import (
+    GUARD_POOL,
+    GUARD_WINDOW,
+    REFUSED_ORDER,
+    OrderProvider,
+    accepted_order,
+    all_checks,
+    guard_orders,
+    lock_baseline,
+    one_ms_call,
+    order_gate,
+    trade_guard_loop,
+    trading,
+    trivial,
+)
 
-from circuit_breakers import CircuitBreaker, CircuitBreakerManager, CircuitOpenException, circuit_breaker
+from circuit_breakers import (
+    CircuitBreaker,
+    CircuitBreakerManager,
+    CircuitOpenException,
+    OrderLimits,
+    RejectReason,
+    circuit_breaker,
+)
 
 
 @dataclass
@@ -303,7 +325,147 @@ def trading_case(ctx: Context) -> CaseResult:
     )
     case.notes.append("tripped: one check_now() with daily P&L -3.0 % (limit -2.0 %) latched daily_loss")
     case.notes.append("monitoring: start_monitoring() with check_interval_seconds=3600, so the monitor stays asleep")
+    _order_checks(ctx, case, res["bare"])
     return case
+
+
+class _Tally:
+    """Counts the calls made by the loops a Bench builds (calibration, warm-up and timed repetitions)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def counted(self, loop: Loop) -> Loop:
+        def run(n: int) -> None:
+            self.calls += n  # once per loop(n), not per call: adds nothing to ns/call
+            loop(n)
+
+        return run
+
+
+def _order_checks(ctx: Context, case: CaseResult, bare: Optional[Result]) -> None:
+    """check_order() and trade_guard(order) with every OrderLimits check on; provider calls counted."""
+    checked, checked_provider = order_gate()
+    default, default_provider = order_gate(OrderLimits())
+    order = accepted_order()
+    for breakers in (checked, default):
+        decision = breakers.check_order(order)
+        if not decision.accepted:
+            raise AssertionError(f"check_order() refused the benchmark order: {decision}")
+    refusal = checked.check_order(REFUSED_ORDER)
+    if refusal.accepted or refusal.reason is not RejectReason.PRICE_COLLAR:
+        raise AssertionError(f"check_order() did not refuse an order outside the collar: {refusal}")
+    orders = guard_orders()
+    guard_provider = OrderProvider()  # one provider for every fresh facade, so its calls add up
+    trade_guard_loop(order_gate(all_checks(GUARD_WINDOW), guard_provider)[0], orders)(2)  # raises if refused
+
+    tallies = {key: _Tally() for key in ("check_order_all", "check_order_refused", "check_order_default", "guard")}
+    providers = {
+        "check_order_all": checked_provider,
+        "check_order_refused": checked_provider,
+        "check_order_default": default_provider,
+        "guard": guard_provider,
+    }
+    by_method_before = {key: dict(provider.by_method) for key, provider in providers.items()}
+
+    setup_calls: Dict[str, int] = {}  # made by order_gate() recording its working order: not in the loops
+
+    def guard_bench() -> Loop:
+        before = dict(guard_provider.by_method)
+        breakers = order_gate(all_checks(GUARD_WINDOW), guard_provider)[0]
+        for name, count in guard_provider.by_method.items():
+            setup_calls[name] = setup_calls.get(name, 0) + count - before.get(name, 0)
+        return tallies["guard"].counted(trade_guard_loop(breakers, orders))
+
+    def counted(key: str, loop: Loop) -> Bench:
+        return Bench(lambda: tallies[key].counted(loop))
+
+    # check_order_all and check_order_refused share a provider: time them in separate groups.
+    res = measure_group(
+        {
+            "check_order_all": counted("check_order_all", call_loop(checked.check_order, order)),
+            "check_order_default": counted("check_order_default", call_loop(default.check_order, order)),
+            "trade_guard_order": Bench(guard_bench, fresh=True),
+        },
+        ctx.settings,
+    )
+    after_first = dict(checked_provider.by_method)
+    res.update(
+        measure_group(
+            {"check_order_refused": counted("check_order_refused", call_loop(checked.check_order, REFUSED_ORDER))},
+            ctx.settings,
+        )
+    )
+    for key in ("check_order_all", "trade_guard_order"):
+        if not isinstance(res[key], Stat):
+            raise AssertionError(f"{key} was not measured: {res[key]}")
+    after = {key: dict(provider.by_method) for key, provider in providers.items()}
+    after["check_order_all"] = after_first
+    after["guard"] = {name: count - setup_calls.get(name, 0) for name, count in after["guard"].items()}
+    if not checked.check_order(order).accepted:
+        raise AssertionError("check_order() stopped accepting the benchmark order during the run")
+    by_method_before["check_order_refused"] = after_first
+    case.results.update(res)
+
+    provider_calls: Dict[str, Any] = {}
+    for key, tally in tallies.items():
+        methods = {
+            name: count - by_method_before[key].get(name, 0)
+            for name, count in after[key].items()
+            if count - by_method_before[key].get(name, 0)
+        }
+        total = sum(methods.values())
+        provider_calls["trade_guard_order" if key == "guard" else key] = {
+            "orders": tally.calls,
+            "provider_calls": total,
+            "per_order": round(total / tally.calls, 3) if tally.calls else None,
+            "by_method": methods,
+        }
+    case.extra["order_provider_calls"] = provider_calls
+
+    def per_order(key: str) -> str:
+        value = provider_calls[key]["per_order"]
+        return "-" if value is None else f"{value:g}"
+
+    table = timing_table(
+        "pre-trade order checks (in-memory provider; every OrderLimits check on unless said)",
+        [
+            (BARE, bare),
+            ("check_order(order), all checks on, accepted", res["check_order_all"]),
+            ("check_order(order), all checks on, refused: price collar", res["check_order_refused"]),
+            ("check_order(order), OrderLimits() (no limits set), accepted", res["check_order_default"]),
+            ("with trade_guard(order): pass; order_cancelled(id), all on", res["trade_guard_order"]),
+        ],
+        bare,
+        case.notes,
+    )
+    table.headers.append("provider calls/order")
+    keys = [None, "check_order_all", "check_order_refused", "check_order_default", "trade_guard_order"]
+    for row, key in zip(table.rows, keys):
+        row.append("-" if key is None else per_order(key))
+    case.tables.append(table)
+    case.ratios.append(
+        ns_ratio(
+            "ns/call: check_order() all checks on / can_trade() all clear",
+            res["check_order_all"],
+            case.results.get("can_trade_clear"),
+        )
+    )
+    case.notes.append(
+        "all checks on: max_notional, max_quantity, price_collar_pct (5 %; SPY override 2 %), duplicate window "
+        "60 s, restricted_symbols, max_gross_exposure, max_messages_per_minute, per_symbol override for SPY; "
+        "order BUY 10 SPY @ 100.50, reference 100.00; one working order already pending"
+    )
+    case.notes.append(
+        "check_order() records nothing, so the same order stays accepted; provider calls/order counted over every "
+        "loop run (calibration, warm-up, timed): reference price, gross exposure, and the concentration check's "
+        "get_position_concentration + get_total_value"
+    )
+    case.notes.append(
+        f"trade_guard(order) records: {GUARD_POOL} distinct orders (distinct price, client_order_id) cycled with "
+        f"a duplicate window of {GUARD_WINDOW * 1000:g} ms so none comes back inside it; each is cancelled "
+        "after the block (pending exposure stays at one order); a fresh facade every repetition"
+    )
 
 
 # --- 6. threads -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
     python benchmarks/run.py --without pybreaker,limits   # behave as if those peers were missing
     python benchmarks/run.py --without redis              # skip case 7 (as if redis-server were missing)
     python benchmarks/run.py --profile decorator           # cProfile 1e6 calls of one of our hot paths
+    python benchmarks/run.py --profile check_order --profile-calls 100000   # ... or of a slower one
 
 Speed is measured and reported, never asserted: the "targets" section says met / not met. The
 script fails only when a correctness check fails (can_trade() calling the provider, a rejection
@@ -206,6 +207,15 @@ def targets(cases: Dict[str, CaseResult]) -> List[Target]:
         ("can_trade_tripped", "can_trade(), one breaker tripped"),
     ):
         out.append(_at_most(f"{label} (ns/call)", ns(trading.results.get(key)), 1000, unit=" ns", strict=True))
+    out.append(
+        _at_most(
+            "check_order(), all checks on (ns/call)",
+            ns(trading.results.get("check_order_all")),
+            5000,
+            unit=" ns",
+            strict=True,
+        )
+    )
     for ours, peer in (
         ("try_acquire()", "limits"),
         ("try_acquire()", "pyrate-limiter"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 import time
 from decimal import Decimal
-from typing import Callable, Dict, Optional, Tuple
+from itertools import cycle, repeat
+from typing import Callable, Dict, List, Optional, Tuple
 
 from harness import Loop, call_loop, catch_loop, with_loop
 
@@ -15,7 +16,11 @@ from circuit_breakers import (
     CircuitBreakerManager,
     CircuitOpenException,
     Limit,
+    Order,
+    OrderLimits,
     RateLimiter,
+    Side,
+    SymbolLimits,
     TradingBreakerConfig,
     TradingCircuitBreakers,
     circuit_breaker,
@@ -100,6 +105,114 @@ ADMIT_ALL = 10**9
 """A limit no benchmark reaches: every attempt is admitted."""
 
 
+# --- pre-trade order checks -----------------------------------------------------------------------
+
+
+class OrderProvider(CountingProvider):
+    """A CountingProvider that also answers the order gate: reference price, position, gross exposure.
+
+    ``by_method`` counts the calls of each method (``calls`` counts them all).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_method: Dict[str, int] = {}
+
+    def _tally(self, name: str) -> None:
+        self.calls += 1
+        self.by_method[name] = self.by_method.get(name, 0) + 1
+
+    def get_total_value(self) -> Decimal:
+        self._tally("get_total_value")
+        return Decimal("1000000")
+
+    def get_position_concentration(self, symbol: str) -> Decimal:
+        self._tally("get_position_concentration")
+        return Decimal("12.0")
+
+    def get_reference_price(self, symbol: str) -> Decimal:
+        self._tally("get_reference_price")
+        return REFERENCE_PRICE
+
+    def get_position_quantity(self, symbol: str) -> Decimal:
+        self._tally("get_position_quantity")
+        return Decimal("500")
+
+    def get_gross_exposure(self) -> Decimal:
+        self._tally("get_gross_exposure")
+        return Decimal("250000")
+
+
+REFERENCE_PRICE = Decimal("100.00")
+SYMBOL = "SPY"
+
+
+def all_checks(duplicate_window_seconds: float = 60.0) -> OrderLimits:
+    """OrderLimits with every check on, each loose enough that ``accepted_order()`` passes them all.
+
+    SPY has a per-symbol override (so the override path is taken) with a 2 % collar.
+    """
+    return OrderLimits(
+        max_notional=Decimal("1000000"),
+        max_quantity=Decimal("100000"),
+        price_collar_pct=Decimal("5"),
+        duplicate_window_seconds=duplicate_window_seconds,
+        restricted_symbols=frozenset({"XYZ", "ABC"}),
+        max_gross_exposure=Decimal("100000000"),
+        max_messages_per_minute=ADMIT_ALL,
+        per_symbol={SYMBOL: SymbolLimits(Decimal("500000"), Decimal("50000"), Decimal("2"))},
+    )
+
+
+def accepted_order(index: int = 0, client_order_id: Optional[str] = None) -> Order:
+    """BUY 10 SPY at 100.50 (+ index x 0.0001: distinct prices make distinct fingerprints), 0.5 % off reference."""
+    price = Decimal("100.50") + Decimal(index).scaleb(-4)
+    return Order(SYMBOL, Side.BUY, Decimal("10"), price, client_order_id)
+
+
+REFUSED_ORDER = Order(SYMBOL, Side.BUY, Decimal("10"), Decimal("110.00"))
+"""10 % from the reference price, outside SPY's 2 % collar."""
+
+
+def order_gate(
+    limits: Optional[OrderLimits] = None, provider: Optional[OrderProvider] = None
+) -> Tuple[TradingCircuitBreakers, OrderProvider]:
+    """A facade with ``limits`` (every check on by default), order rate limits no benchmark reaches, and
+    one working order already recorded (so the duplicate memory and pending exposure hold an entry)."""
+    provider = OrderProvider() if provider is None else provider
+    config = TradingBreakerConfig(max_orders_per_minute=ADMIT_ALL, max_orders_per_hour=ADMIT_ALL)
+    breakers = TradingCircuitBreakers(provider, config, order_limits=all_checks() if limits is None else limits)
+    with breakers.trade_guard(Order(SYMBOL, Side.BUY, Decimal("5"), Decimal("99.90"), "working-1")):
+        pass
+    return breakers, provider
+
+
+GUARD_POOL = 8192
+"""Distinct orders cycled through by the trade_guard loop; with a duplicate window of
+``GUARD_WINDOW`` seconds, a fingerprint comes back only after 8192 orders (far longer than 5 ms)."""
+GUARD_WINDOW = 0.005
+
+
+def guard_orders() -> List[Order]:
+    return [accepted_order(index, f"bench-{index}") for index in range(GUARD_POOL)]
+
+
+def trade_guard_loop(breakers: TradingCircuitBreakers, orders: List[Order]) -> Loop:
+    """``with breakers.trade_guard(order): pass`` then ``order_cancelled(id)`` (so pending exposure does not
+    pile up), over distinct orders; raises OrderRejected if one is refused."""
+    guard, cancelled = breakers.trade_guard, breakers.order_cancelled
+    pool = cycle(orders)  # kept across calls: the next call goes on where the last one stopped
+
+    def loop(n: int) -> None:
+        for _ in repeat(None, n):
+            order = next(pool)
+            with guard(order):
+                pass
+            cancelled(order.client_order_id)  # type: ignore[arg-type]
+
+    return loop
+
+
 # --- our hot paths, by name (also the choices of ``run.py --profile``) ----------------------------
 
 
@@ -159,6 +272,20 @@ def _record_order() -> Loop:
     return call_loop(trading(orders_per_minute=ADMIT_ALL, orders_per_hour=ADMIT_ALL)[0].record_order)
 
 
+def _check_order() -> Loop:
+    breakers, _ = order_gate()
+    return call_loop(breakers.check_order, accepted_order())
+
+
+def _check_order_refused() -> Loop:
+    breakers, _ = order_gate()
+    return call_loop(breakers.check_order, REFUSED_ORDER)
+
+
+def _trade_guard_order() -> Loop:
+    return trade_guard_loop(order_gate(all_checks(GUARD_WINDOW))[0], guard_orders())
+
+
 HOT_PATHS: Dict[str, Callable[[], Loop]] = {
     "decorator": _decorator,
     "named_decorator": _named_decorator,
@@ -172,6 +299,9 @@ HOT_PATHS: Dict[str, Callable[[], Loop]] = {
     "try_acquire": _try_acquire,
     "try_acquire_refused": _try_acquire_refused,
     "record_order": _record_order,
+    "check_order": _check_order,
+    "check_order_refused": _check_order_refused,
+    "trade_guard_order": _trade_guard_order,
 }
 """Builders of a loop over one of our hot paths, for ``run.py --profile NAME``."""
 

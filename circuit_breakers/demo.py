@@ -208,7 +208,7 @@ def status_table(breakers: TradingCircuitBreakers) -> str:
     rows = [("breaker", "state", "value", "limit", "last trip")]
     for name in ("daily_loss", "max_drawdown", "volatility", "position_concentration"):
         detail = status.details[name]
-        state = "TRIPPED" if detail["tripped"] else ("warning" if detail["warning"] else "ok")
+        state = "TRIPPED" if detail["state"] == "tripped" else detail["state"]
         rows.append(
             (
                 name,

@@ -9,7 +9,7 @@ monotonic clock), so the window never reads a clock itself.
 from __future__ import annotations
 
 import itertools
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 
 class Tally:
@@ -33,6 +33,9 @@ class Tally:
         return taken
 
 
+_NO_BUCKET: Tuple[float, float, Callable[[], int]] = (0.0, 0.0, Tally().add)  # an empty range
+
+
 class BucketedWindow:
     """Calls and failures over the last ``window_seconds``, in ``buckets`` equal time buckets.
 
@@ -41,35 +44,34 @@ class BucketedWindow:
     each expires in the second before its 60th.
     """
 
-    __slots__ = ("_width", "_size", "_calls", "_failures", "_head", "_tally", "_flushed", "calls", "failures", "live")
+    __slots__ = ("_width", "_size", "_calls", "_failures", "_tallies", "_folded", "_head", "calls", "failures", "live")
 
     def __init__(self, window_seconds: float, buckets: int = 60) -> None:
         self._width = window_seconds / buckets
         self._size = buckets
-        self._calls: List[int] = [0] * buckets
-        self._failures: List[int] = [0] * buckets
         self._head = -(2**62)  # index (time // width) of the newest bucket in use; none yet
         self.calls = 0  # totals over the live buckets, as of the last method call
         self.failures = 0
-        self._tally = Tally()  # successes counted lock-free into the newest bucket
-        self._flushed = 0  # how much of _tally is already in _calls
-        self.live: Tuple[float, float, Callable[[], int]] = (0.0, 0.0, self._tally.add)
+        self.live = _NO_BUCKET
         """``(start, end, add)`` of the newest bucket. Lock-free success counting: if
         ``start <= now < end``, ``add()`` counts a success at ``now``; otherwise count it with
-        :meth:`add` under the lock (which moves the newest bucket on). The next method call folds
-        those counts into the totals. A success counted just as the bucket moves on can be missed
-        by the window (never by the owner's metrics): the race costs one count, not safety."""
+        :meth:`add` under the lock (which moves the newest bucket on). Every bucket keeps the tally
+        it was given until it expires, so a count that lands late (its thread was descheduled
+        between reading ``live`` and counting) still counts in its own bucket, never elsewhere."""
+        self.clear()
 
-    def _flush(self) -> None:
-        counted = self._tally.value()
-        if counted > self._flushed:
-            fresh = counted - self._flushed
-            self._calls[self._head % self._size] += fresh
-            self.calls += fresh
-            self._flushed = counted
+    def _fold(self) -> None:
+        """Move the lock-free counts into the totals."""
+        for slot, tally in enumerate(self._tallies):
+            if tally is not None:
+                fresh = tally.value() - self._folded[slot]
+                if fresh:
+                    self._folded[slot] += fresh
+                    self._calls[slot] += fresh
+                    self.calls += fresh
 
     def _advance(self, now: float) -> int:
-        self._flush()
+        self._fold()
         index = int(now // self._width)
         head = self._head
         if index > head:
@@ -81,10 +83,13 @@ class BucketedWindow:
                     slot = stale % size
                     self.calls -= calls[slot]
                     self.failures -= failures[slot]
-                    calls[slot] = failures[slot] = 0
+                    calls[slot] = failures[slot] = self._folded[slot] = 0
+                    self._tallies[slot] = None
             self._head = index
-            self._new_tally(index * self._width, (index + 1) * self._width)
-            return index % self._size
+            slot = index % self._size
+            tally = self._tallies[slot] = Tally()
+            self.live = (index * self._width, (index + 1) * self._width, tally.add)
+            return slot
         # A clock that stepped back (only an injected one can) counts into the newest bucket.
         return head % self._size
 
@@ -103,14 +108,11 @@ class BucketedWindow:
         return self.calls, self.failures
 
     def clear(self) -> None:
-        """Forget every event."""
+        """Forget every event (and every lock-free count still on its way)."""
         self._calls = [0] * self._size
         self._failures = [0] * self._size
+        self._tallies: List[Optional[Tally]] = [None] * self._size
+        self._folded = [0] * self._size  # how much of each bucket's tally is in _calls already
         self.calls = self.failures = 0
         self._head = -(2**62)
-        self._new_tally(0.0, 0.0)  # an empty range: the next success takes the lock
-
-    def _new_tally(self, start: float, end: float) -> None:
-        self._tally = Tally()
-        self._flushed = 0
-        self.live = (start, end, self._tally.add)
+        self.live = _NO_BUCKET  # the next success takes the lock and opens a bucket

@@ -58,6 +58,13 @@ def test_quick_run_reports_every_case(tmp_path: Path, without_peers: bool) -> No
         document["cases"]["closed_path"]["measurements"]
     )
     assert document["cases"]["trading"]["provider_calls_during_timed_loops"]
+    trading = document["cases"]["trading"]
+    for key in ("check_order_all", "check_order_refused", "check_order_default", "trade_guard_order"):
+        assert "ns_per_call" in trading["measurements"][key]
+        calls = trading["order_provider_calls"][key]
+        assert calls["orders"] > 0
+        assert calls["per_order"] is not None
+    assert "check_order(), all checks on (ns/call)" in [target["name"] for target in document["targets"]]
     rate_limits = document["cases"]["rate_limits"]
     assert rate_limits["exactness"]
     assert rate_limits["memory"]

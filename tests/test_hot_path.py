@@ -84,6 +84,26 @@ def test_window_live_range_moves_with_the_head_and_empties_on_clear() -> None:
     assert window.totals(7.5) == (0, 0)
 
 
+def test_a_late_lock_free_count_still_lands_in_its_own_bucket() -> None:
+    window = BucketedWindow(60)
+    window.add(10.5, False)
+    _, _, late_add = window.live  # a thread reads the live bucket [10, 11) ...
+    window.add(12.5, True)  # ... the window moves on twice before it counts ...
+    window.add(13.5, False)
+    late_add()  # ... and its success still counts, in bucket 10
+    assert window.totals(13.9) == (4, 1)
+    assert window.totals(70.5) == (2, 1)  # bucket 10 expires at 70 s, with the late count
+
+
+def test_a_late_count_after_clear_is_dropped_with_its_period() -> None:
+    window = BucketedWindow(60)
+    window.add(10.5, False)
+    _, _, late_add = window.live
+    window.clear()
+    late_add()
+    assert window.totals(10.9) == (0, 0)
+
+
 def test_success_after_a_trip_during_the_call_does_not_count_in_the_new_period() -> None:
     clock = ManualClock()
     breaker = CircuitBreaker("b", config=CircuitBreakerConfig(failure_threshold=1, open_timeout_seconds=5), clock=clock)

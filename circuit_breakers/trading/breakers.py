@@ -784,8 +784,9 @@ class TradingCircuitBreakers:
 
         Re-bases the drawdown: from now on it is measured from the current value, so a desk that
         is still under water is not killed again at once. A right key while the kill switch is not
-        engaged changes nothing (no re-base: that would hide a drawdown) and is not audited. Wrong keys are logged (never the key)
-        and, after ``reset_max_attempts`` in a row, lock further attempts out. Raises
+        engaged changes nothing (no re-base: that would hide a drawdown) and is not audited. Wrong
+        keys are logged (never the key) and, after ``reset_max_attempts`` in a row, lock further
+        attempts out. Raises
         KillSwitchError when no reset key is configured or while locked out. Every refusal is
         audited too, with why (wrong key, locked out, no key), never with the key.
         """
@@ -966,12 +967,15 @@ class TradingCircuitBreakers:
             "position_concentration": (config.max_position_pct, config.position_warning_pct),
         }
         details: Dict[str, Dict[str, Any]] = {}
+        warned = self._warning_names()
         for name, (limit, warning) in limits.items():
             verdict = self._verdicts.get(name)
             last = self._last_trips.get(name)
+            tripped = name in self._trips
             details[name] = {
-                "tripped": name in self._trips,
-                "warning": name in self._warning_names(),
+                "state": "tripped" if tripped else ("warning" if name in warned else "ok"),
+                "tripped": tripped,
+                "warning": name in warned,
                 "value": None if verdict is None else verdict.value,
                 "message": None if verdict is None else verdict.message,
                 "limit": limit,

@@ -653,10 +653,13 @@ def test_status_to_dict_is_json_with_decimals_as_strings(
     assert daily["limit"] == "-2.0"
     assert daily["warning_level"] == "-1.5"
     assert daily["tripped"] is True
+    assert daily["state"] == "tripped"
     assert daily["last_trip_reason"] == "P&L -2.5% <= limit -2.0%"
     assert daily["last_trip_time"] == "2026-01-05T14:30:00+00:00"
     assert decoded["details"]["max_drawdown"]["limit"] == "-10.0"
     assert decoded["details"]["position_concentration"]["warning"] is True
+    assert decoded["details"]["position_concentration"]["state"] == "warning"
+    assert decoded["details"]["max_drawdown"]["state"] == "ok"
     assert decoded["orders_last_minute"] == 1
     assert decoded["blocking_breakers"] == ["daily_loss"]
 
