@@ -6,6 +6,10 @@ Prints one JSON line with what it saw. Roles:
   until it turns True again (it fails if either does not happen within SECONDS).
 - ``engage``: engages the kill switch; reports when (wall clock).
 - ``reset KEY``: resets the kill switch with KEY.
+- ``follow``: monitors, prints ``{"ready": true}``, then answers each stdin line with one JSON line
+  ``{"can_trade": bool, "reasons": [...]}``: ``status`` runs check_now() first (re-reads the
+  store, like the shared demo's follower); ``peek`` only asks can_trade(), so it shows what the
+  listener and the monitor found on their own. Any other line (or end of input) ends it.
 """
 
 from __future__ import annotations
@@ -65,6 +69,17 @@ def main(role: str, url: str, namespace: str, *args: str) -> None:
         _wait_for(lambda: not breakers.can_trade(), limit)
         print(json.dumps({"blocked_at": time.time(), "reasons": breakers.get_blocking_reasons()}), flush=True)
         result["released_after"] = _wait_for(breakers.can_trade, limit)
+    elif role == "follow":
+        breakers.start_monitoring()
+        print(json.dumps({"ready": True}), flush=True)
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "status":
+                breakers.check_now()
+            elif command != "peek":
+                break
+            answer = {"can_trade": breakers.can_trade(), "reasons": breakers.get_blocking_reasons()}
+            print(json.dumps(answer), flush=True)
     elif role == "engage":
         breakers.engage_kill_switch("engaged by process test", actor="worker")
         result["engaged_at"] = time.time()

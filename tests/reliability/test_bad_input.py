@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple, Type
 
 import pytest
+import redis
 
 from circuit_breakers import (
     CircuitBreaker,
@@ -32,6 +33,8 @@ from circuit_breakers import (
     Order,
     OrderLimits,
     RateLimiter,
+    RedisCircuitBreaker,
+    RedisStore,
     Side,
     TradingBreakerConfig,
     TradingCircuitBreakers,
@@ -92,6 +95,19 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 Case = Tuple[str, Callable[[World], object], Type[Exception], str]
+
+
+def _client(**options: Any) -> redis.Redis:
+    """A client of nothing (port 1): building one, a store or a breaker does not connect."""
+    options.setdefault("socket_timeout", 0.1)
+    options.setdefault("socket_connect_timeout", 0.1)
+    return redis.Redis(host="127.0.0.1", port=1, **options)
+
+
+def _redis_breaker(name: str = "api", **kwargs: Any) -> Callable[[World], object]:
+    kwargs.setdefault("client", _client())
+    kwargs.setdefault("namespace", "desk")
+    return lambda w: RedisCircuitBreaker(name, **kwargs)
 
 
 def _config(**fields: Any) -> Callable[[World], object]:
@@ -276,6 +292,53 @@ CASES: List[Case] = [
     ("kill-handler", lambda w: w.trading.register_kill_handler(object()), ConfigTypeError, "callable"),  # type: ignore[arg-type]
     ("order-float-quantity", lambda w: Order("SPY", Side.BUY, 10.0, price=D(1)), ConfigTypeError, "quantity"),  # type: ignore[arg-type]
     ("order-limits-float", lambda w: OrderLimits(max_notional=1e6), ConfigTypeError, "max_notional"),  # type: ignore[arg-type]
+    # --- Redis: RedisStore, RedisCircuitBreaker, the store's rate limiter (nothing connects) ---
+    ("redis-store-not-a-client", lambda w: RedisStore(object(), "desk"), ConfigTypeError, "client"),  # type: ignore[arg-type]
+    ("redis-store-url-as-client", lambda w: RedisStore("redis://127.0.0.1", "desk"), ConfigTypeError, "redis.Redis"),  # type: ignore[arg-type]
+    (
+        "redis-store-no-socket-timeout",
+        lambda w: RedisStore(_client(socket_timeout=None)),
+        ConfigError,
+        "socket_timeout",
+    ),
+    (
+        "redis-store-no-connect-timeout",
+        lambda w: RedisStore(_client(socket_connect_timeout=None)),
+        ConfigError,
+        "socket_connect_timeout",
+    ),
+    ("redis-store-zero-timeout", lambda w: RedisStore(_client(socket_timeout=0)), ConfigError, "socket_timeout"),
+    ("redis-store-empty-namespace", lambda w: RedisStore(_client(), ""), ConfigError, "namespace"),
+    ("redis-store-blank-namespace", lambda w: RedisStore(_client(), "  "), ConfigError, "namespace"),
+    ("redis-store-int-namespace", lambda w: RedisStore(_client(), 5), ConfigError, "namespace"),  # type: ignore[arg-type]
+    ("redis-breaker-empty-name", _redis_breaker(name=""), ConfigError, "name"),
+    ("redis-breaker-blank-namespace", _redis_breaker(namespace=" "), ConfigError, "namespace"),
+    ("redis-breaker-not-a-client", _redis_breaker(client="localhost"), ConfigTypeError, "client"),
+    (
+        "redis-breaker-no-socket-timeout",
+        _redis_breaker(client=_client(socket_timeout=None)),
+        ConfigError,
+        "socket_timeout",
+    ),
+    ("redis-breaker-timeout-zero", _redis_breaker(timeout=0), ConfigError, "timeout"),
+    ("redis-breaker-timeout-negative", _redis_breaker(timeout=-1), ConfigError, "timeout"),
+    ("redis-breaker-timeout-nan", _redis_breaker(timeout=NAN), ConfigError, "timeout"),
+    ("redis-breaker-timeout-inf", _redis_breaker(timeout=INF), ConfigError, "timeout"),
+    ("redis-breaker-timeout-str", _redis_breaker(timeout="1"), ConfigTypeError, "timeout"),
+    ("redis-breaker-timeout-bool", _redis_breaker(timeout=True), ConfigTypeError, "timeout"),
+    ("redis-breaker-bad-config", _redis_breaker(config={}), ConfigTypeError, "CircuitBreakerConfig"),
+    (
+        "redis-store-breaker-timeout-zero",
+        lambda w: RedisStore(_client()).circuit_breaker("api", timeout=0),
+        ConfigError,
+        "timeout",
+    ),
+    (
+        "redis-limiter-no-limits",
+        lambda w: RedisStore(_client()).rate_limiter(name="orders", clock=w.clock),
+        ConfigError,
+        "at least one",
+    ),
 ]
 
 
@@ -309,3 +372,45 @@ def test_non_callable_call_counts_nothing_even_while_closed(world: World) -> Non
             breaker.call(None)  # type: ignore[arg-type]
     assert breaker.is_closed
     assert breaker.metrics.total_requests == 0
+
+
+# RedisStore.rate_limiter() does not check its limits and name as RateLimiter does (the rows above
+# for RateLimiter): these are the same wrong calls, which it accepts or fails on with an AttributeError.
+REDIS_LIMITER_GAPS: List[Case] = [
+    (
+        "redis-limiter-not-a-limit",
+        lambda w: RedisStore(_client()).rate_limiter((5, 60), name="orders", clock=w.clock),  # type: ignore[arg-type]
+        ConfigTypeError,
+        "Limit",
+    ),
+    (
+        "redis-limiter-blank-name",
+        lambda w: RedisStore(_client()).rate_limiter(Limit(1, 1), name=" ", clock=w.clock),
+        ConfigError,
+        "blank",
+    ),
+    (
+        "redis-limiter-same-period",
+        lambda w: RedisStore(_client()).rate_limiter(Limit(1, 60), Limit(2, 60), name="orders", clock=w.clock),
+        ConfigError,
+        "distinct",
+    ),
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: RedisRateLimiter does not validate like RateLimiter: a non-Limit raises AttributeError, "
+    "a blank name and two limits with the same period are accepted",
+)
+@pytest.mark.parametrize(
+    ("action", "error", "fragment"),
+    [case[1:] for case in REDIS_LIMITER_GAPS],
+    ids=[case[0] for case in REDIS_LIMITER_GAPS],
+)
+def test_redis_rate_limiter_refuses_what_rate_limiter_refuses(
+    world: World, action: Callable[[World], object], error: Type[Exception], fragment: str
+) -> None:
+    with pytest.raises(error) as info:
+        action(world)
+    assert fragment in str(info.value)
