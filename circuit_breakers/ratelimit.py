@@ -69,6 +69,24 @@ class Limit:
         object.__setattr__(self, "period_seconds", check_number("period_seconds", self.period_seconds))
 
 
+
+def check_limits(name: object, limits: Tuple[object, ...], kind: str) -> None:
+    """Validate a rate limiter's name and limits: ConfigTypeError / ConfigError naming what is wrong."""
+    if not isinstance(name, str):
+        raise ConfigTypeError(f"rate limiter name must be a str, got {name!r}")
+    if not name.strip():
+        raise ConfigError(f"rate limiter name must not be blank, got {name!r}")
+    if not limits:
+        raise ConfigError(f"{kind} needs at least one Limit, got none")
+    periods = []
+    for limit in limits:
+        if not isinstance(limit, Limit):
+            raise ConfigTypeError(f"{kind} limits must be Limit objects, got {limit!r}")
+        periods.append(limit.period_seconds)
+    for period in periods:
+        if periods.count(period) > 1:
+            raise ConfigError(f"{kind} limits must have distinct periods, got {period:g}s twice in {limits!r}")
+
 class RateLimiter:
     """Admits a permit only while every one of its limits has room. Thread-safe.
 
@@ -85,19 +103,7 @@ class RateLimiter:
     """
 
     def __init__(self, *limits: Limit, name: str = "rate_limiter", clock: Optional[Clock] = None) -> None:
-        if not isinstance(name, str):
-            raise ConfigTypeError(f"rate limiter name must be a str, got {name!r}")
-        if not name.strip():
-            raise ConfigError(f"rate limiter name must not be blank, got {name!r}")
-        if not limits:
-            raise ConfigError("RateLimiter needs at least one Limit, got none")
-        for limit in limits:
-            if not isinstance(limit, Limit):
-                raise ConfigTypeError(f"RateLimiter limits must be Limit objects, got {limit!r}")
-        periods = [limit.period_seconds for limit in limits]
-        for period in periods:
-            if periods.count(period) > 1:
-                raise ConfigError(f"RateLimiter limits must have distinct periods, got {period:g}s twice in {limits!r}")
+        check_limits(name, limits, "RateLimiter")
         if clock is None:
             clock = SYSTEM_CLOCK
         elif not isinstance(clock, Clock):

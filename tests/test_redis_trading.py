@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import json
 import subprocess
 import sys
@@ -350,9 +349,6 @@ GARBAGE = [
     ),
 ]
 STATE_GARBAGE = [pytest.param(write, remove, id=name) for name, write, remove in GARBAGE]
-UNNAMED_STORE = "BUG: a stored latch or value that parses but is unreadable (missing field, non-number) blocks "
-UNNAMED_STORE += "with 'state: stored state is unreadable: ...', which does not name the store (redis <namespace>)"
-
 
 @pytest.mark.parametrize(("write", "remove"), STATE_GARBAGE)
 def test_garbage_state_blocks_trading_until_removed(make: Make, redis_client: Any, write: Write, remove: Write) -> None:
@@ -371,15 +367,7 @@ def test_garbage_state_blocks_trading_until_removed(make: Make, redis_client: An
     assert breakers.record_order()
 
 
-@pytest.mark.parametrize(
-    ("write", "remove"),
-    [
-        param
-        if param.id not in ("latch-without-reason", "high-water-mark-not-a-number")
-        else pytest.param(*param.values, id=param.id, marks=pytest.mark.xfail(strict=True, reason=UNNAMED_STORE))
-        for param in STATE_GARBAGE
-    ],
-)
+@pytest.mark.parametrize(("write", "remove"), STATE_GARBAGE)
 def test_garbage_state_reason_names_the_store(make: Make, redis_client: Any, write: Write, remove: Write) -> None:
     breakers = make("garbage")
     breakers.check_now()
@@ -410,12 +398,6 @@ def _without_listener(breakers: TradingCircuitBreakers) -> TradingCircuitBreaker
     return breakers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a process that starts on unreadable state is blocked, but its first check_now() writes the "
-    "high-water mark and any successful store write clears the 'state' fault (_write pops it): it trades on a "
-    "corrupt kill-switch latch",
-)
 def test_a_process_starting_on_a_corrupt_latch_stays_blocked(make: Make, redis_client: Any) -> None:
     redis_client.hset("corrupt:latches", "max_drawdown", "{not json")
     breakers = _without_listener(make("corrupt"))
@@ -424,12 +406,6 @@ def test_a_process_starting_on_a_corrupt_latch_stays_blocked(make: Make, redis_c
     assert not breakers.can_trade(), "trading on a corrupt kill-switch latch"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=decimal.InvalidOperation,
-    reason="BUG: with no high-water mark of its own, check_now() updates the stored one with a function that "
-    "parses the stored text with Decimal(): garbage there raises decimal.InvalidOperation out of check_now()",
-)
 def test_a_process_starting_on_a_garbage_high_water_mark_stays_blocked(make: Make, redis_client: Any) -> None:
     redis_client.hset("corrupt:values", "high_water_mark", "lots")
     breakers = _without_listener(make("corrupt"))

@@ -31,7 +31,7 @@ import redis
 from circuit_breakers.clock import Clock
 from circuit_breakers.config import CircuitBreakerConfig, check_number
 from circuit_breakers.errors import ConfigError, StateStoreError
-from circuit_breakers.ratelimit import Limit
+from circuit_breakers.ratelimit import Limit, check_limits
 from circuit_breakers.stores.redis_breaker import RedisCircuitBreaker
 from circuit_breakers.stores.redis_client import check_client
 from circuit_breakers.types import CircuitType
@@ -254,8 +254,7 @@ class RedisRateLimiter:
     """
 
     def __init__(self, store: RedisStore, *limits: Limit, name: str = "rate_limiter") -> None:
-        if not limits:
-            raise ConfigError("RedisRateLimiter needs at least one Limit, got none")
+        check_limits(name, limits, "RedisRateLimiter")
         self.name = name
         self.store = store
         self._limits = limits

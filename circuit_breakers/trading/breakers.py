@@ -99,8 +99,10 @@ class _Trip:
         return {"reason": self.reason, "since": self.at.isoformat(), "trading_day": self.day.isoformat()}
 
 
-def _parse_snapshot(snapshot: Dict[str, Dict[str, Any]]) -> Tuple[Dict[str, _Trip], Dict[str, Decimal]]:
-    """The latches and numeric values of a store snapshot; StateStoreError if any is unreadable."""
+def _parse_snapshot(
+    snapshot: Dict[str, Dict[str, Any]], where: str
+) -> Tuple[Dict[str, _Trip], Dict[str, Decimal]]:
+    """The latches and numeric values of a store snapshot; StateStoreError naming ``where`` if any is unreadable."""
     try:
         latches = {
             name: _Trip(
@@ -118,7 +120,7 @@ def _parse_snapshot(snapshot: Dict[str, Dict[str, Any]]) -> Tuple[Dict[str, _Tri
             if key in snapshot["values"]
         }
     except (KeyError, TypeError, ValueError) as exc:
-        raise StateStoreError(f"stored state is unreadable: {type(exc).__name__}: {exc}") from exc
+        raise StateStoreError(f"{where}: stored state is unreadable: {type(exc).__name__}: {exc}") from exc
     return latches, values
 
 
@@ -271,19 +273,23 @@ class TradingCircuitBreakers:
 
     # --- state kept in the store ------------------------------------------------------------
 
-    def _write(self, operation: Callable[[SharedState], object]) -> None:
-        """Apply one change to the store; a failure blocks trading until the store answers again.
+    def _write(self, operation: Callable[[SharedState], object]) -> bool:
+        """Apply one change to the store; return whether it went through.
 
-        Called with the lock held: changes must reach the store in the order they were made.
+        A failure blocks trading. Only a good read (:meth:`_sync`) lifts that block: a write that
+        succeeds shows the store answers, not that what it holds is readable. Called with the lock
+        held: changes must reach the store in the order they were made.
         """
         self._writes += 1
         try:
             operation(self._state)
         except StateStoreError as exc:
             self._store_failed(exc)
-        else:
-            self._faults.pop("state", None)
-            self._attention = bool(self._trips or self._faults)
+            return False
+        except (ArithmeticError, ValueError) as exc:  # an update that could not parse the stored value
+            self._store_failed(StateStoreError(f"{self._state.describe()}: stored value unreadable: {exc!r}"))
+            return False
+        return True
 
     def _write_value(self, key: str, update: Callable[[Optional[str]], Optional[str]]) -> None:
         """Update a stored value (lock held); the store's answer wins, for values other processes share."""
@@ -335,8 +341,7 @@ class TradingCircuitBreakers:
                 self._put(name, record)
             writes = self._writes
         try:
-            snapshot = self._state.snapshot()
-            latches, values = _parse_snapshot(snapshot)
+            latches, values = _parse_snapshot(self._state.snapshot(), self._state.describe())
         except StateStoreError as exc:
             with self._lock:
                 self._store_failed(exc)
@@ -804,7 +809,7 @@ class TradingCircuitBreakers:
         unreadable = False
         if "state" in self._faults:
             try:
-                _parse_snapshot(self._state.snapshot())
+                _parse_snapshot(self._state.snapshot(), self._state.describe())
             except StateStoreError:
                 unreadable = True
         pending: Pending = []
@@ -814,7 +819,8 @@ class TradingCircuitBreakers:
                 return True
             if unreadable:  # with the key, the operator chooses to start from a fresh state
                 self._unsent.clear()
-                self._write(lambda state: state.reset())
+                if self._write(lambda state: state.reset()):
+                    self._faults.pop("state", None)
             if self._reading is not None:
                 self._rebase(self._reading)
             else:  # no reading since a restart: re-base on the first one

@@ -398,11 +398,6 @@ REDIS_LIMITER_GAPS: List[Case] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RedisRateLimiter does not validate like RateLimiter: a non-Limit raises AttributeError, "
-    "a blank name and two limits with the same period are accepted",
-)
 @pytest.mark.parametrize(
     ("action", "error", "fragment"),
     [case[1:] for case in REDIS_LIMITER_GAPS],
