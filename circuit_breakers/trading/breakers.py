@@ -67,6 +67,7 @@ _DAY_HALTS = ("daily_loss", "volatility")  # lift when the trading day rolls ove
 _ONE_DAY = dt.timedelta(days=1)
 _DST_MARGIN = dt.timedelta(hours=2)
 _NEVER = float("inf")
+_ACTIVE = (TradingState.ACTIVE, "")
 
 
 def _connection_config(config: TradingBreakerConfig) -> CircuitBreakerConfig:
@@ -584,6 +585,8 @@ class TradingCircuitBreakers:
 
     def _trading_state(self) -> Tuple[TradingState, str]:
         """The trading state and, unless ACTIVE, why (only the breaker names when REDUCING)."""
+        if self.can_trade():  # nothing blocks: ACTIVE, found without the lock
+            return _ACTIVE
         connection = self._connection_block()
         pending: Pending = []
         with self._lock:
@@ -639,9 +642,19 @@ class TradingCircuitBreakers:
         return verdict.level is not Level.TRIP
 
     def _judge_concentration(self, symbol: str, proposed_value: Decimal) -> Verdict:
+        """The verdict on adding ``proposed_value`` to ``symbol``, remembered for status and warnings."""
         if not isinstance(symbol, str) or not symbol:
             raise ConfigTypeError(f"symbol must be a non-empty str, got {symbol!r}")
-        value = to_decimal("proposed_value", proposed_value)
+        verdict = self._concentration(symbol, to_decimal("proposed_value", proposed_value))
+        pending: Pending = []
+        with self._lock:
+            self._verdicts["position_concentration"] = verdict
+            self._warn("position_concentration", verdict, pending, symbol=symbol)
+        fire(pending)
+        return verdict
+
+    def _concentration(self, symbol: str, value: Decimal) -> Verdict:
+        """The verdict alone, with no side effect (for check_order, which only looks)."""
         try:
             verdict = rules.concentration(
                 checked_decimal("get_position_concentration", self.provider.get_position_concentration(symbol)),
@@ -652,11 +665,6 @@ class TradingCircuitBreakers:
         except Exception as exc:
             logger.warning("concentration check for %s failed closed: %r", symbol, exc)
             verdict = Verdict(Level.TRIP, None, f"provider failed: {type(exc).__name__}: {exc}")
-        pending: Pending = []
-        with self._lock:
-            self._verdicts["position_concentration"] = verdict
-            self._warn("position_concentration", verdict, pending, symbol=symbol)
-        fire(pending)
         return verdict
 
     def record_connection_failure(self, error: Union[BaseException, str, None] = None) -> None:
@@ -710,7 +718,7 @@ class TradingCircuitBreakers:
     # --- pre-trade order checks ---------------------------------------------------------------
 
     def check_order(self, order: Order) -> OrderDecision:
-        """Run every pre-trade check on ``order`` and return the decision; records nothing.
+        """Run every pre-trade check on ``order`` and return the decision; records nothing, warns nobody.
 
         Never raises for a refused order (ConfigTypeError for something that is not an Order).
         Calls the provider for order-specific figures; blocks while it answers.
@@ -721,7 +729,8 @@ class TradingCircuitBreakers:
         if not isinstance(order, Order):
             raise ConfigTypeError(f"expected an Order, got {order!r}")
         state, _ = self._trading_state()
-        facts = self._gate.read_facts(order, self.provider, state, self._judge_concentration)
+        concentration = self._judge_concentration if record else self._concentration
+        facts = self._gate.read_facts(order, self.provider, state, concentration)
         return self._gate.decide(order, facts, self._trading_state, record=record)
 
     def record_cancel(self) -> bool:

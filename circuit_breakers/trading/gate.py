@@ -98,12 +98,13 @@ class PreTradeGate:
             if limits.max_messages_per_minute is not None
             else None
         )
-        # _lock guards _restricted, _recent, _recent_order and _pending.
+        # _lock guards _restricted, _recent, _recent_order, _pending and _pending_notional.
         self._lock = threading.Lock()
         self._restricted = set(limits.restricted_symbols)
         self._recent: Dict[Tuple[Any, ...], float] = {}  # fingerprint -> time last accepted
         self._recent_order: Deque[Tuple[float, Tuple[Any, ...]]] = deque()
         self._pending: Dict[str, _Pending] = {}
+        self._pending_notional = Decimal(0)  # remaining x price over pending orders that add exposure
 
     # --- facts (no lock) --------------------------------------------------------------------------
 
@@ -179,8 +180,9 @@ class PreTradeGate:
                 False, RejectReason.NO_REFERENCE_PRICE, f"{kind} needs a reference price: {facts.reference_error}"
             )
         if collar is not None and order.price is not None and reference is not None:
-            distance = abs(order.price - reference) / reference * _HUNDRED
-            if distance > collar:
+            gap = abs(order.price - reference) * _HUNDRED  # compared as gap > collar x reference: no division
+            if gap > collar * reference:
+                distance = gap / reference
                 return OrderDecision(
                     False,
                     RejectReason.PRICE_COLLAR,
@@ -206,7 +208,7 @@ class PreTradeGate:
         if limit is not None and not reducing:
             if facts.exposure is None:
                 return OrderDecision(False, RejectReason.EXPOSURE, f"gross exposure unknown: {facts.exposure_error}")
-            pending = self._pending_notional()
+            pending = self._pending_notional
             total = facts.exposure + pending + notional
             if total > limit:
                 return OrderDecision(
@@ -217,9 +219,6 @@ class PreTradeGate:
         if facts.concentration is not None and facts.concentration.level is Level.TRIP:
             return OrderDecision(False, RejectReason.CONCENTRATION, f"{order.symbol}: {facts.concentration.message}")
         return ACCEPTED
-
-    def _pending_notional(self) -> Decimal:
-        return sum((entry.remaining * entry.price for entry in self._pending.values() if not entry.reduces), Decimal(0))
 
     def _working_reductions(self, order: Order) -> Decimal:
         """Quantity of pending risk-reducing orders on the same symbol and side."""
@@ -249,11 +248,17 @@ class PreTradeGate:
             decision, reduces = self._judge(order, facts, state, halted, now)
             if not decision.accepted:
                 return decision
-            limiters: List[Permits] = [self._orders] + ([self._messages] if self._messages is not None else [])
+            limiters: Tuple[Permits, ...] = (self._orders,)
+            if self._messages is not None:
+                limiters = (self._orders, self._messages)
+            refused: Optional[Permits] = None
             if record:
                 refused = acquire_together(*limiters)
             else:
-                refused = next((limiter for limiter in limiters if limiter.retry_after() > 0), None)
+                for limiter in limiters:
+                    if limiter.retry_after() > 0:
+                        refused = limiter
+                        break
             if refused is not None:
                 reason, what = (
                     (RejectReason.RATE_LIMIT, "order")
@@ -276,6 +281,8 @@ class PreTradeGate:
             # A market order without a reference price was refused, so one of the two is set.
             price = order.price if order.price is not None else facts.reference or Decimal(0)
             self._pending[order.client_order_id] = _Pending(order, order.quantity, price, reduces)
+            if not reduces:
+                self._pending_notional += order.quantity * price
 
     def _forget_old(self, now: float) -> None:
         window = self.limits.duplicate_window_seconds
@@ -299,6 +306,8 @@ class PreTradeGate:
             if not 0 < amount <= entry.remaining:
                 raise ConfigError(f"fill quantity must be in (0, {entry.remaining}], got {quantity!r}")
             entry.remaining -= amount
+            if not entry.reduces:
+                self._pending_notional -= amount * entry.price
             if entry.remaining == 0:
                 del self._pending[client_order_id]
             return entry.remaining
@@ -306,7 +315,9 @@ class PreTradeGate:
     def cancelled(self, client_order_id: str) -> None:
         """Release all pending exposure of an order; UnknownOrderError for an id that is not pending."""
         with self._lock:
-            self._pending_entry(client_order_id)
+            entry = self._pending_entry(client_order_id)
+            if not entry.reduces:
+                self._pending_notional -= entry.remaining * entry.price
             del self._pending[client_order_id]
 
     def _pending_entry(self, client_order_id: str) -> _Pending:
@@ -339,7 +350,7 @@ class PreTradeGate:
             status: Dict[str, Any] = {
                 "restricted_symbols": sorted(self._restricted),
                 "pending_orders": len(self._pending),
-                "pending_notional": self._pending_notional(),
+                "pending_notional": self._pending_notional,
                 "remembered_orders": len(self._recent),
             }
         if self._messages is not None:

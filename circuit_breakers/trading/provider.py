@@ -37,6 +37,8 @@ def checked_decimal(what: str, value: object) -> Decimal:
 
     Floats are refused: a provider that returns floats has already lost cents.
     """
+    if type(value) is Decimal and value.is_finite():  # the common case, and Decimals are immutable
+        return value
     if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
         raise BadReading(f"{what} returned {value!r} ({type(value).__name__}), expected Decimal")
     result = Decimal(value)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from circuit_breakers.trading.config import TradingBreakerConfig
 
 _HUNDRED = Decimal(100)
 _PLACES = Decimal("0.0001")
+_CENTS = Decimal("0.01")
 
 
 def _worse_down(value: Decimal) -> Decimal:
@@ -27,9 +27,12 @@ class Level(enum.IntEnum):
     TRIP = 2
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """A rule's answer: the level, the figure it judged, and a message naming value and limit."""
+class Verdict(NamedTuple):
+    """A rule's answer: the level, the figure it judged, and a message naming value and limit.
+
+    A NamedTuple rather than a frozen dataclass: one is made for every order checked, and it is
+    the cheapest immutable record CPython builds.
+    """
 
     level: Level
     value: Optional[Decimal]
@@ -106,7 +109,7 @@ def concentration(
     if total_value <= 0:
         return Verdict(Level.TRIP, None, f"total value {total_value} <= 0: cannot judge concentration")
     after = (current_pct + proposed_value / total_value * _HUNDRED).quantize(_PLACES, rounding=ROUND_CEILING)
-    shown = after.quantize(Decimal("0.01"))
+    shown = after.quantize(_CENTS)
     after = abs(after)  # a short position concentrates risk as much as a long one
     if after > config.max_position_pct:
         return Verdict(Level.TRIP, after, f"position {shown}% > limit {config.max_position_pct}%")

@@ -1108,3 +1108,16 @@ def test_exposure_model_property(ops: Any, current: int) -> None:
         assert pending_notional(breakers) == expected
         assert breakers.get_status().details["orders"]["pending_orders"] == len(model)
         assert D(current) + expected <= limit or not model
+
+
+def test_check_order_only_looks_while_trade_guard_warns() -> None:
+    desk = Desk(concentration=D(16))  # above the 15 % warning level, under the 20 % limit
+    breakers = make_breakers(desk)
+    warnings: list = []
+    breakers.register_warning_callback(lambda name, message: warnings.append((name, message)))
+    assert breakers.check_order(order()).accepted
+    assert warnings == []  # a look fires no warning and leaves the status alone
+    assert breakers.get_status().details["position_concentration"]["state"] == "ok"
+    assert submit(breakers, order()).accepted
+    assert [name for name, _ in warnings] == ["position_concentration"]
+    assert breakers.get_status().details["position_concentration"]["state"] == "warning"
