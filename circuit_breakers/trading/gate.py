@@ -17,7 +17,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from circuit_breakers.clock import Clock
 from circuit_breakers.config import to_decimal
-from circuit_breakers.errors import ConfigError, ConfigTypeError, UnknownOrderError
+from circuit_breakers.errors import ConfigError, UnknownOrderError
 from circuit_breakers.ratelimit import Limit, Permits, RateLimiter, acquire_together
 from circuit_breakers.trading.orders import (
     ACCEPTED,
@@ -27,6 +27,7 @@ from circuit_breakers.trading.orders import (
     RejectReason,
     Side,
     TradingState,
+    check_symbol,
 )
 from circuit_breakers.trading.provider import checked_decimal
 from circuit_breakers.trading.rules import Level, Verdict
@@ -100,7 +101,7 @@ class PreTradeGate:
         )
         # _lock guards _restricted, _recent, _recent_order, _pending and _pending_notional.
         self._lock = threading.Lock()
-        self._restricted = set(limits.restricted_symbols)
+        self._restricted = {symbol.casefold(): symbol for symbol in limits.restricted_symbols}  # by casefold
         self._recent: Dict[Tuple[Any, ...], float] = {}  # fingerprint -> time last accepted
         self._recent_order: Deque[Tuple[float, Tuple[Any, ...]]] = deque()
         self._pending: Dict[str, _Pending] = {}
@@ -166,7 +167,7 @@ class PreTradeGate:
                     f"reduce-only ({halted}): {order.side.value} {order.quantity} {order.symbol} "
                     f"does not reduce position {facts.position}{also}",
                 )
-        if order.symbol in self._restricted:
+        if order.symbol.casefold() in self._restricted:
             return OrderDecision(False, RejectReason.RESTRICTED, f"{order.symbol} is on the restricted list")
         max_notional, max_quantity, collar = self.limits.for_symbol(order.symbol)
         if max_quantity is not None and order.quantity > max_quantity:
@@ -336,19 +337,20 @@ class PreTradeGate:
         """Add symbols to the restricted list."""
         items = _checked_symbols(symbols)
         with self._lock:
-            self._restricted.update(items)
+            self._restricted.update((symbol.casefold(), symbol) for symbol in items)
 
     def unrestrict(self, symbols: Iterable[str]) -> None:
         """Remove symbols from the restricted list (absent ones are ignored)."""
         items = _checked_symbols(symbols)
         with self._lock:
-            self._restricted.difference_update(items)
+            for symbol in items:
+                self._restricted.pop(symbol.casefold(), None)
 
     def status(self) -> Dict[str, Any]:
         """Restricted symbols, pending orders and exposure, and the message window."""
         with self._lock:
             status: Dict[str, Any] = {
-                "restricted_symbols": sorted(self._restricted),
+                "restricted_symbols": sorted(self._restricted.values()),
                 "pending_orders": len(self._pending),
                 "pending_notional": self._pending_notional,
                 "remembered_orders": len(self._recent),
@@ -361,10 +363,4 @@ class PreTradeGate:
 def _checked_symbols(symbols: Iterable[str]) -> List[str]:
     if isinstance(symbols, str):
         symbols = [symbols]
-    items = list(symbols)
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigTypeError(f"symbols must be str, got {item!r}")
-        if not item:
-            raise ConfigError("symbols must not be empty")
-    return items
+    return [check_symbol("symbols", item) for item in symbols]

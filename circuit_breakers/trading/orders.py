@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Dict, FrozenSet, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple, Union
 
 from circuit_breakers.config import check_int, check_number, to_decimal
 from circuit_breakers.errors import ConfigError, ConfigTypeError
@@ -81,8 +81,7 @@ class Order:
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str):
             raise ConfigTypeError(f"symbol must be a str, got {self.symbol!r}")
-        if not self.symbol.strip():
-            raise ConfigError(f"symbol must not be empty, got {self.symbol!r}")
+        check_symbol("symbol", self.symbol)
         if not isinstance(self.side, Side):
             raise ConfigTypeError(f"side must be a Side, got {self.side!r}")
         object.__setattr__(self, "quantity", _positive("quantity", self.quantity))
@@ -121,20 +120,36 @@ class OrderDecision:
 ACCEPTED = OrderDecision(True)
 
 
+def _collar(owner: Union[SymbolLimits, OrderLimits]) -> None:
+    """Validate price_collar_pct / price_collar_bps (at most one) and keep the collar in percent."""
+    pct = _optional_positive("price_collar_pct", owner.price_collar_pct)
+    bps = _optional_positive("price_collar_bps", owner.price_collar_bps)
+    if pct is not None and bps is not None:
+        raise ConfigError(f"give price_collar_pct or price_collar_bps, not both (got {pct}% and {bps} bps)")
+    object.__setattr__(owner, "price_collar_bps", bps)
+    object.__setattr__(owner, "price_collar_pct", bps / _BPS_PER_PCT if bps is not None else pct)
+
+
 @dataclass(frozen=True)
 class SymbolLimits:
-    """Per-symbol overrides of the order-size and collar limits (None keeps the desk-wide value)."""
+    """Per-symbol overrides of the order-size and collar limits (None keeps the desk-wide value).
+
+    The collar is given in percent or in basis points (``price_collar_bps=50`` is 0.5 %), not both.
+    """
 
     max_notional: Optional[Decimal] = None
     max_quantity: Optional[Decimal] = None
     price_collar_pct: Optional[Decimal] = None
+    price_collar_bps: Optional[Decimal] = None
 
     def __post_init__(self) -> None:
-        for name in ("max_notional", "max_quantity", "price_collar_pct"):
+        for name in ("max_notional", "max_quantity"):
             object.__setattr__(self, name, _optional_positive(name, getattr(self, name)))
+        _collar(self)
 
 
 _REDUCIBLE = ("daily_loss", "volatility")
+_BPS_PER_PCT = Decimal(100)
 
 
 @dataclass(frozen=True)
@@ -142,9 +157,12 @@ class OrderLimits:
     """Pre-trade limits, each off when None. Validated at construction; money and percent are Decimal.
 
     - ``max_notional`` / ``max_quantity``: largest order value / size.
-    - ``price_collar_pct``: a limit price further than this percent from the reference price
-      (provider method ``get_reference_price(symbol)``) is refused; with a collar on, an order
-      whose reference price is unknown is refused (fail closed).
+    - ``price_collar_pct`` (or ``price_collar_bps``, not both): a limit price further than this
+      from the reference price (provider method ``get_reference_price(symbol)``) is refused; with
+      a collar on, an order whose reference price is unknown is refused (fail closed). Basis
+      points are kept as the exact percent (``price_collar_bps=25`` sets ``price_collar_pct`` 0.25).
+    - Symbols are compared as given (case matters, as at most brokers); surrounding whitespace is
+      refused. The restricted list alone ignores case: a restricted ``"SPY"`` also stops ``"spy"``.
     - ``duplicate_window_seconds``: the same symbol, side, quantity and price again within this
       many seconds is refused.
     - ``restricted_symbols``: never traded (changeable at run time on the breakers).
@@ -165,10 +183,12 @@ class OrderLimits:
     max_messages_per_minute: Optional[int] = None
     per_symbol: Mapping[str, SymbolLimits] = field(default_factory=dict)
     reducing_breakers: FrozenSet[str] = frozenset(_REDUCIBLE)
+    price_collar_bps: Optional[Decimal] = None
 
     def __post_init__(self) -> None:
-        for name in ("max_notional", "max_quantity", "price_collar_pct", "max_gross_exposure"):
+        for name in ("max_notional", "max_quantity", "max_gross_exposure"):
             object.__setattr__(self, name, _optional_positive(name, getattr(self, name)))
+        _collar(self)
         if self.duplicate_window_seconds is not None:
             seconds = check_number("duplicate_window_seconds", self.duplicate_window_seconds)
             object.__setattr__(self, "duplicate_window_seconds", seconds)
@@ -183,8 +203,9 @@ class OrderLimits:
             raise ConfigTypeError(f"per_symbol must map symbols to SymbolLimits, got {self.per_symbol!r}")
         overrides: Dict[str, SymbolLimits] = {}
         for symbol, limits in self.per_symbol.items():
-            if not isinstance(symbol, str) or not isinstance(limits, SymbolLimits):
+            if not isinstance(limits, SymbolLimits):
                 raise ConfigTypeError(f"per_symbol must map str to SymbolLimits, got {symbol!r}: {limits!r}")
+            check_symbol("per_symbol", symbol)
             overrides[symbol] = limits
         object.__setattr__(self, "per_symbol", MappingProxyType(overrides))
 
@@ -208,6 +229,18 @@ def _symbols(name: str, value: object) -> FrozenSet[str]:
         raise ConfigTypeError(f"{name} must be a collection of str, got {value!r}")
     items = frozenset(value)
     for item in items:
-        if not isinstance(item, str) or not item:
-            raise ConfigTypeError(f"{name} must hold non-empty str, got {item!r}")
+        check_symbol(name, item)
     return items
+
+
+def check_symbol(name: str, value: object) -> str:
+    """Return ``value`` if it is a non-empty str without surrounding whitespace.
+
+    Raises ConfigTypeError for a non-str, ConfigError otherwise: ``" SPY"`` would slip past a
+    restricted ``"SPY"``.
+    """
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"{name} must hold str symbols, got {value!r}")
+    if not value or value != value.strip():
+        raise ConfigError(f"{name}: a symbol must be non-empty, without surrounding whitespace, got {value!r}")
+    return value

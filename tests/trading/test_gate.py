@@ -1121,3 +1121,11 @@ def test_check_order_only_looks_while_trade_guard_warns() -> None:
     assert submit(breakers, order()).accepted
     assert [name for name, _ in warnings] == ["position_concentration"]
     assert breakers.get_status().details["position_concentration"]["state"] == "warning"
+
+
+def test_restricted_list_ignores_case_and_a_basis_point_collar_refuses() -> None:
+    breakers = make_breakers(Desk(), OrderLimits(restricted_symbols=frozenset({"GME"}), price_collar_bps=D(50)))
+    assert_refused(breakers.check_order(order(symbol="gme")), R.RESTRICTED, "gme is on the restricted list")
+    breakers.unrestrict("Gme")
+    assert breakers.check_order(order(symbol="gme", price="100.5")).accepted  # 50 bps from 100: inside
+    assert_refused(breakers.check_order(order(symbol="gme", price="100.51")), R.PRICE_COLLAR, "(collar 0.5%)")

@@ -267,10 +267,35 @@ def test_order_limits_refuse_bad_message_limit(value: Any, error: type) -> None:
         OrderLimits(max_messages_per_minute=value)
 
 
-@pytest.mark.parametrize("value", ["XYZ", 5, None, {""}, {5}, ["ok", None]])
+@pytest.mark.parametrize("value", ["XYZ", 5, None, {5}, ["ok", None]])
 def test_order_limits_refuse_bad_restricted_symbols(value: Any) -> None:
     with pytest.raises(ConfigTypeError, match="restricted_symbols"):
         OrderLimits(restricted_symbols=value)
+
+
+@pytest.mark.parametrize("value", [{""}, {" SPY"}, {"SPY "}, {"\tSPY"}])
+def test_order_limits_refuse_blank_or_padded_symbols(value: Any) -> None:
+    with pytest.raises(ConfigError, match="restricted_symbols: a symbol must be non-empty, without surrounding"):
+        OrderLimits(restricted_symbols=value)
+
+
+@pytest.mark.parametrize("symbol", [" SPY", "SPY ", "SPY\n"])
+def test_orders_refuse_padded_symbols(symbol: str) -> None:
+    with pytest.raises(ConfigError, match="without surrounding whitespace"):
+        Order(symbol, Side.BUY, Decimal(1), Decimal(1))
+    with pytest.raises(ConfigError, match="per_symbol"):
+        OrderLimits(per_symbol={symbol: SymbolLimits(max_quantity=Decimal(1))})
+
+
+def test_collar_in_basis_points_is_the_exact_percent() -> None:
+    limits = OrderLimits(price_collar_bps=Decimal(25), per_symbol={"SPY": SymbolLimits(price_collar_bps=7)})
+    assert limits.price_collar_pct == Decimal("0.25")
+    assert limits.price_collar_bps == Decimal(25)
+    assert limits.for_symbol("SPY")[2] == Decimal("0.07")
+    with pytest.raises(ConfigError, match="price_collar_pct or price_collar_bps, not both"):
+        OrderLimits(price_collar_pct=Decimal(1), price_collar_bps=Decimal(100))
+    with pytest.raises(ConfigTypeError, match="price_collar_bps"):
+        SymbolLimits(price_collar_bps=0.5)  # type: ignore[arg-type]
 
 
 def test_restricted_symbols_become_a_frozenset() -> None:
@@ -288,7 +313,7 @@ def test_reducing_breakers_may_only_name_daily_loss_and_volatility(names: Any) -
         OrderLimits(reducing_breakers=names)
 
 
-@pytest.mark.parametrize("value", ["daily_loss", 3, {""}])
+@pytest.mark.parametrize("value", ["daily_loss", 3, {5}])
 def test_reducing_breakers_wrong_type(value: Any) -> None:
     with pytest.raises(ConfigTypeError, match="reducing_breakers"):
         OrderLimits(reducing_breakers=value)
