@@ -6,8 +6,9 @@ a lock-free read of flags the evaluation maintains; it never calls the provider.
 
 The facade's own latches are the truth. The breakers in :attr:`TradingCircuitBreakers.manager`
 (``daily_loss``, ``max_drawdown``, ``volatility``, ``connection``) mirror them for status views;
-opening or closing those by hand does not release a halt (``connection`` is the exception: it is
-a real breaker fed by ``trade_guard`` and ``record_connection_*``).
+opening or closing those by hand does not release a halt, and every ``check_now()`` (so every
+poll of the monitor) puts them back in line with the latches (``connection`` is the exception: it
+is a real breaker fed by ``trade_guard`` and ``record_connection_*``).
 """
 
 from __future__ import annotations
@@ -100,9 +101,7 @@ class _Trip:
         return {"reason": self.reason, "since": self.at.isoformat(), "trading_day": self.day.isoformat()}
 
 
-def _parse_snapshot(
-    snapshot: Dict[str, Dict[str, Any]], where: str
-) -> Tuple[Dict[str, _Trip], Dict[str, Decimal]]:
+def _parse_snapshot(snapshot: Dict[str, Dict[str, Any]], where: str) -> Tuple[Dict[str, _Trip], Dict[str, Decimal]]:
     """The latches and numeric values of a store snapshot; StateStoreError naming ``where`` if any is unreadable."""
     try:
         latches = {
@@ -472,6 +471,12 @@ class TradingCircuitBreakers:
                 self._attention = bool(self._trips or self._faults)
                 self._evaluate(reading, mono, now, pending)
             self._apply_time_rules(mono, now, pending)
+            for name, mirror in self._mirrors.items():  # undo any hand-made change to a mirror
+                mirror._move(
+                    CircuitState.OPEN if name in self._trips else CircuitState.CLOSED,
+                    pending,
+                    forced=name in self._trips,
+                )
         fire(pending)
         return self.get_status()
 

@@ -781,3 +781,19 @@ def test_config_property_is_the_given_config(make_breakers: MakeBreakers) -> Non
     breakers = make_breakers(max_orders_per_minute=3)
     assert isinstance(breakers.config, TradingBreakerConfig)
     assert breakers.config.max_orders_per_minute == 3
+
+
+def test_hand_made_changes_to_the_mirrors_are_undone_by_the_next_check(
+    breakers: TradingCircuitBreakers, provider: FakeProvider
+) -> None:
+    provider.daily_pnl_pct = D("-3")
+    breakers.check_now()
+    breakers.manager.reset_all()  # the mirrors close, the halt holds
+    assert not breakers.can_trade()
+    breakers.check_now()
+    assert breakers.manager.get_open_breakers() == ["daily_loss"]
+    volatility = breakers.manager.get_circuit_breaker("volatility")
+    assert volatility is not None
+    volatility.force_open()
+    breakers.check_now()
+    assert breakers.manager.get_open_breakers() == ["daily_loss"]
