@@ -199,7 +199,9 @@ class CircuitBreaker(BreakerFront["_Period"]):
         *,
         clock: Optional[Clock] = None,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str):
+            raise ConfigTypeError(f"breaker name must be a str, got {name!r}")
+        if not name.strip():
             raise ConfigError(f"breaker name must be a non-empty str, got {name!r}")
         if not isinstance(circuit_type, CircuitType):
             raise ConfigTypeError(f"circuit_type must be a CircuitType, got {circuit_type!r}")

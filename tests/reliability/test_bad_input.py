@@ -122,7 +122,7 @@ CASES: List[Case] = [
     # --- CircuitBreaker and its config ---
     ("breaker-empty-name", lambda w: CircuitBreaker(""), ConfigError, "non-empty"),
     ("breaker-blank-name", lambda w: CircuitBreaker("   "), ConfigError, "non-empty"),
-    ("breaker-int-name", lambda w: CircuitBreaker(42), ConfigError, "42"),  # type: ignore[arg-type]
+    ("breaker-int-name", lambda w: CircuitBreaker(42), ConfigTypeError, "42"),  # type: ignore[arg-type]
     ("breaker-str-type", lambda w: CircuitBreaker("x", "generic"), ConfigTypeError, "CircuitType"),  # type: ignore[arg-type]
     ("breaker-dict-config", lambda w: CircuitBreaker("x", config={}), ConfigTypeError, "CircuitBreakerConfig"),  # type: ignore[arg-type]
     ("breaker-bad-clock", lambda w: CircuitBreaker("x", clock=object()), ConfigTypeError, "monotonic"),  # type: ignore[arg-type]
