@@ -404,7 +404,7 @@ class CircuitBreaker(BreakerFront["_Period"]):
     def __call__(self, func: Callable[P, R]) -> Protected[P, R]:
         """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
         ensure_sync(func)
-        breaker, admit, succeeded, raised = self, self._admit_or_raise, self._succeeded, self._raised
+        breaker, succeeded, raised = self, self._succeeded, self._raised
         name, circuit_type, window = self.name, self.circuit_type, self._window
         mono = None if self._clock is SYSTEM_CLOCK else self._mono  # None: read _monotonic, 20 ns sooner
 
@@ -419,14 +419,14 @@ class CircuitBreaker(BreakerFront["_Period"]):
                     if left is None or left > 0:
                         breaker._rejections.add()
                         raise CircuitOpenException(name, circuit_type, _OPEN, left)
-                ticket = admit()
+                return breaker.call(func, *args, **kwargs)  # a half-open trial: the general path
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
                 raised(ticket, exc)
                 raise
             # _succeeded's lock-free path, inlined: this is the hot path of the whole library.
-            if ticket is breaker._period and ticket.state is _CLOSED:
+            if ticket is breaker._period:  # still the CLOSED period that admitted the call
                 now = _monotonic() if mono is None else mono()
                 start, end, add = window.live
                 if start <= now < end:
