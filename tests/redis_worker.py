@@ -17,31 +17,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from decimal import Decimal
 
 import redis
 
 from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers
+from circuit_breakers.demo_shared import FlatPortfolio
 from circuit_breakers.stores.redis_store import RedisStore
 
 KEY = "shared-desk-key"
-
-
-class Flat:
-    def get_total_value(self) -> Decimal:
-        return Decimal(1000000)
-
-    def get_daily_pnl(self) -> Decimal:
-        return Decimal(0)
-
-    def get_daily_pnl_pct(self) -> Decimal:
-        return Decimal(0)
-
-    def get_max_drawdown(self) -> Decimal:
-        return Decimal(0)
-
-    def get_position_concentration(self, symbol: str) -> Decimal:
-        return Decimal(0)
 
 
 def _wait_for(condition: object, seconds: float) -> float:
@@ -56,7 +39,7 @@ def _wait_for(condition: object, seconds: float) -> float:
 def main(role: str, url: str, namespace: str, *args: str) -> None:
     client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
     config = TradingBreakerConfig(max_orders_per_minute=50, max_orders_per_hour=500, check_interval_seconds=0.5)
-    breakers = TradingCircuitBreakers(Flat(), config, reset_key=KEY, store=RedisStore(client, namespace))
+    breakers = TradingCircuitBreakers(FlatPortfolio(), config, reset_key=KEY, store=RedisStore(client, namespace))
     result: dict[str, object] = {"role": role}
     if role == "orders":
         print(json.dumps({"ready": True}), flush=True)

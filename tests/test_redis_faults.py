@@ -5,30 +5,13 @@ from __future__ import annotations
 
 import signal
 import time
-from decimal import Decimal
 from typing import Callable, Iterator
 
 import pytest
 
 from circuit_breakers import RedisStore, StateStoreError, TradingBreakerConfig, TradingCircuitBreakers
+from circuit_breakers.demo_shared import FlatPortfolio
 from tests.redis_server import RedisServer
-
-
-class Flat:
-    def get_total_value(self) -> Decimal:
-        return Decimal(1_000_000)
-
-    def get_daily_pnl(self) -> Decimal:
-        return Decimal(0)
-
-    def get_daily_pnl_pct(self) -> Decimal:
-        return Decimal(0)
-
-    def get_max_drawdown(self) -> Decimal:
-        return Decimal(0)
-
-    def get_position_concentration(self, symbol: str) -> Decimal:
-        return Decimal(0)
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> float:
@@ -51,7 +34,7 @@ def stopped_server(own_redis_server: RedisServer) -> Iterator[RedisServer]:
 def test_hung_server_blocks_trading_without_monitoring_and_recovers(stopped_server: RedisServer) -> None:
     client = stopped_server.client(socket_timeout=0.3, socket_connect_timeout=0.3)
     store = RedisStore(client, "hung", resync_seconds=0.2)
-    breakers = TradingCircuitBreakers(Flat(), TradingBreakerConfig(), store=store)
+    breakers = TradingCircuitBreakers(FlatPortfolio(), TradingBreakerConfig(), store=store)
     try:
         assert breakers.can_trade()
         assert stopped_server.process is not None
@@ -77,7 +60,7 @@ def test_resync_interval_is_validated(stopped_server: RedisServer) -> None:
 
 def test_status_and_check_now_answer_while_redis_is_down(own_redis_server: RedisServer) -> None:
     client = own_redis_server.client(socket_timeout=0.3, socket_connect_timeout=0.3)
-    breakers = TradingCircuitBreakers(Flat(), TradingBreakerConfig(), store=RedisStore(client, "down"))
+    breakers = TradingCircuitBreakers(FlatPortfolio(), TradingBreakerConfig(), store=RedisStore(client, "down"))
     try:
         assert breakers.record_order()
         assert breakers.get_status().orders_last_minute == 1
@@ -99,10 +82,10 @@ def test_status_and_check_now_answer_while_redis_is_down(own_redis_server: Redis
 
 def test_every_process_runs_its_kill_handlers_when_another_engages(redis_server: RedisServer) -> None:
     alpha = TradingCircuitBreakers(
-        Flat(), TradingBreakerConfig(), reset_key="k", store=RedisStore(redis_server.client(), "kills")
+        FlatPortfolio(), TradingBreakerConfig(), reset_key="k", store=RedisStore(redis_server.client(), "kills")
     )
     beta = TradingCircuitBreakers(
-        Flat(), TradingBreakerConfig(), reset_key="k", store=RedisStore(redis_server.client(), "kills")
+        FlatPortfolio(), TradingBreakerConfig(), reset_key="k", store=RedisStore(redis_server.client(), "kills")
     )
     heard: list = []
     beta.register_kill_handler(heard.append)  # beta cancels its own working orders

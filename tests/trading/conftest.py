@@ -186,6 +186,7 @@ def make_breakers(provider: FakeProvider, clock: ManualClock) -> Iterator[MakeBr
     provider.release.set()
     for breakers in created:
         assert breakers.stop_monitoring(timeout=5), "monitor thread did not stop"
+        breakers.close()
 
 
 @pytest.fixture
