@@ -135,6 +135,25 @@ class BreakerFront(Generic[T]):
     def state(self) -> CircuitState:
         raise NotImplementedError
 
+    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``func(*args, **kwargs)`` through the breaker and return its result.
+
+        Blocks for as long as ``func`` does (a shared breaker adds its store's round trips). Raises
+        CircuitOpenException without calling ``func`` while the breaker rejects calls; otherwise
+        re-raises whatever ``func`` raised. Raises ConfigTypeError, counting nothing, if ``func`` is
+        not callable.
+        """
+        if not callable(func):
+            raise ConfigTypeError(f"a protected function must be callable, got {func!r}")
+        ticket = self._admit_or_raise()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._raised(ticket, exc)
+            raise
+        self._succeeded(ticket)
+        return result
+
     def __enter__(self) -> Self:
         """Admit the block as one protected call; raises CircuitOpenException while rejecting."""
         ticket = self._admit_or_raise()
@@ -386,7 +405,7 @@ class CircuitBreaker(BreakerFront["_Period"]):
 
         Blocks for as long as ``func`` does. Raises CircuitOpenException without calling ``func``
         while the breaker rejects calls; otherwise re-raises whatever ``func`` raised. Raises
-        ConfigTypeError, counting nothing, if ``func`` is not callable.
+        ConfigTypeError, counting nothing, if ``func`` is not callable. Takes no lock while CLOSED.
         """
         if not callable(func):
             raise ConfigTypeError(f"a protected function must be callable, got {func!r}")

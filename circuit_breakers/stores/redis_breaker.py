@@ -534,22 +534,6 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
 
     # --- call styles --------------------------------------------------------------------------
 
-    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``func(*args, **kwargs)`` through the breaker and return its result.
-
-        Blocks for as long as ``func`` does, plus two Redis round trips. Raises CircuitOpenException
-        without calling ``func`` while the breaker rejects calls or Redis fails; otherwise re-raises
-        whatever ``func`` raised.
-        """
-        ticket = self._admit_or_raise()
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            self._raised(ticket, exc)
-            raise
-        self._succeeded(ticket)
-        return result
-
     def __call__(self, func: Callable[P, R]) -> RedisProtected[P, R]:
         """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
         ensure_sync(func)
