@@ -400,26 +400,6 @@ class CircuitBreaker(BreakerFront["_Period"]):
 
     # --- call styles --------------------------------------------------------------------------
 
-    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``func(*args, **kwargs)`` through the breaker and return its result.
-
-        Blocks for as long as ``func`` does. Raises CircuitOpenException without calling ``func``
-        while the breaker rejects calls; otherwise re-raises whatever ``func`` raised. Raises
-        ConfigTypeError, counting nothing, if ``func`` is not callable. Takes no lock while CLOSED.
-        """
-        if not callable(func):
-            raise ConfigTypeError(f"a protected function must be callable, got {func!r}")
-        ticket = self._period
-        if ticket.state is not _CLOSED:
-            ticket = self._admit_or_raise()
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            self._raised(ticket, exc)
-            raise
-        self._succeeded(ticket)
-        return result
-
     def __call__(self, func: Callable[P, R]) -> Protected[P, R]:
         """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
         ensure_sync(func)
