@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from time import monotonic as _monotonic  # a module global, so that freezegun patches it
@@ -103,7 +104,7 @@ def ensure_sync(func: Callable[..., Any]) -> None:
         raise ConfigTypeError(f"{func!r} is a generator function; its body would run outside the breaker")
 
 
-class BreakerFront(Generic[T]):
+class BreakerFront(ABC, Generic[T]):
     """What every breaker offers on top of its own admission and outcome rules: ``with breaker:``,
     callback registration and the state tests. ``T`` is the breaker's admission tag.
 
@@ -122,18 +123,22 @@ class BreakerFront(Generic[T]):
         self._on_state_change = Callbacks("state change")
         self._entries = threading.local()  # per-thread stack of `with` admissions
 
+    @abstractmethod
     def _admit_or_raise(self) -> T:
-        raise NotImplementedError
+        """Admit one call and return its tag; raise CircuitOpenException (counted) if rejected."""
 
+    @abstractmethod
     def _succeeded(self, ticket: T) -> None:
-        raise NotImplementedError
+        """Record the success of the call admitted with ``ticket``."""
 
+    @abstractmethod
     def _raised(self, ticket: T, exc: BaseException) -> None:
-        raise NotImplementedError
+        """Record an exception that left the call admitted with ``ticket``."""
 
     @property
+    @abstractmethod
     def state(self) -> CircuitState:
-        raise NotImplementedError
+        """The current state."""
 
     def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``func(*args, **kwargs)`` through the breaker and return its result.
@@ -367,7 +372,7 @@ class CircuitBreaker(BreakerFront["_Period"]):
             now = self._mono()
             self._failures += 1
             self._last_failure_time = self._clock.now()
-            self._last_failure_message = _describe(error)
+            self._last_failure_message = describe_error(error)
             if ticket.state is _HALF_OPEN:
                 self._refresh(now, pending)
             if ticket is self._period:
@@ -567,10 +572,10 @@ class CircuitBreaker(BreakerFront["_Period"]):
                 "rejected_requests": metrics.rejected_requests,
                 "ignored_requests": metrics.ignored_requests,
                 "circuit_trips": metrics.circuit_trips,
-                "last_failure_time": _iso(metrics.last_failure_time),
+                "last_failure_time": iso_time(metrics.last_failure_time),
                 "last_failure_message": self._last_failure_message,
-                "last_recovery_time": _iso(metrics.last_recovery_time),
-                "opened_at": _iso(self._opened_at) if period.state is not _CLOSED else None,
+                "last_recovery_time": iso_time(metrics.last_recovery_time),
+                "opened_at": iso_time(self._opened_at) if period.state is not _CLOSED else None,
             }
         fire(pending)
         return status
@@ -579,11 +584,13 @@ class CircuitBreaker(BreakerFront["_Period"]):
         return f"<CircuitBreaker {self.name!r} {self.circuit_type.value} {self._period.state.value}>"
 
 
-def _iso(moment: Optional[datetime]) -> Optional[str]:
+def iso_time(moment: Optional[datetime]) -> Optional[str]:
+    """``moment`` in ISO 8601, or None."""
     return None if moment is None else moment.isoformat()
 
 
-def _describe(error: object) -> Optional[str]:
+def describe_error(error: object) -> Optional[str]:
+    """What a reported failure says: ``Type: message`` for an exception, the text otherwise."""
     if error is None:
         return None
     if isinstance(error, BaseException):

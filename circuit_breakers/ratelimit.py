@@ -69,7 +69,6 @@ class Limit:
         object.__setattr__(self, "period_seconds", check_number("period_seconds", self.period_seconds))
 
 
-
 def check_limits(name: object, limits: Tuple[object, ...], kind: str) -> None:
     """Validate a rate limiter's name and limits: ConfigTypeError / ConfigError naming what is wrong."""
     if not isinstance(name, str):
@@ -86,6 +85,7 @@ def check_limits(name: object, limits: Tuple[object, ...], kind: str) -> None:
     for period in periods:
         if periods.count(period) > 1:
             raise ConfigError(f"{kind} limits must have distinct periods, got {period:g}s twice in {limits!r}")
+
 
 class RateLimiter:
     """Admits a permit only while every one of its limits has room. Thread-safe.

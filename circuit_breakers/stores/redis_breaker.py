@@ -51,12 +51,12 @@ import redis
 from typing_extensions import Concatenate, ParamSpec, Protocol
 
 from circuit_breakers.backoff import backoff_from_config
-from circuit_breakers.breaker import BreakerFront, BreakerMetrics, CircuitBreaker, ensure_sync
+from circuit_breakers.breaker import BreakerFront, BreakerMetrics, CircuitBreaker, describe_error, ensure_sync, iso_time
 from circuit_breakers.clock import SYSTEM_CLOCK
 from circuit_breakers.config import CircuitBreakerConfig, check_number, compile_matchers
 from circuit_breakers.errors import CircuitOpenException, ConfigError, StateStoreError
 from circuit_breakers.events import Pending, fire
-from circuit_breakers.stores.redis_client import check_client
+from circuit_breakers.stores.redis_client import check_client, text
 from circuit_breakers.types import CircuitState, CircuitType
 
 logger = logging.getLogger(__name__)
@@ -308,16 +308,8 @@ class _Reply:
     extra: Tuple[int, ...]
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("ascii")
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"expected a string, got {value!r}")
-
-
 def _count(value: object) -> int:
-    number = float(_text(value))
+    number = float(text(value))
     if not number >= 0 or number != int(number):
         raise ValueError(f"expected a count, got {value!r}")
     return int(number)
@@ -332,12 +324,12 @@ def _parse(raw: object) -> _Reply:
     """Decode a script's answer; raises TypeError or ValueError on anything unexpected."""
     if not isinstance(raw, list) or len(raw) < 10 or not isinstance(raw[3], list):
         raise TypeError("not a breaker reply")
-    retry_after = float(_text(raw[2]))
+    retry_after = float(text(raw[2]))
     return _Reply(
         generation=str(_count(raw[0])),
-        state=CircuitState(_text(raw[1])),
+        state=CircuitState(text(raw[1])),
         retry_after=None if retry_after < 0 else retry_after / 1e6,
-        events=tuple(_text(event) for event in raw[3]),
+        events=tuple(text(event) for event in raw[3]),
         consecutive_trips=_count(raw[4]),
         trips=_count(raw[5]),
         forced=_count(raw[6]) == 1,
@@ -350,14 +342,6 @@ def _parse(raw: object) -> _Reply:
 
 def _micros(seconds: float) -> str:
     return repr(min(seconds * 1e6, 1e300))
-
-
-def _describe(error: object) -> Optional[str]:
-    if error is None:
-        return None
-    if isinstance(error, BaseException):
-        return f"{type(error).__name__}: {error}"
-    return str(error)
 
 
 class RedisCircuitBreaker(BreakerFront[_Ticket]):
@@ -439,7 +423,7 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
             raise _StoreFailure(f"{type(exc).__name__}: {exc}") from exc
         try:
             reply = _parse(raw)
-        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        except (TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             detail = f"unexpected answer {raw!r:.200}"
             self._store_failed(detail)
             raise _StoreFailure(detail) from exc
@@ -519,7 +503,7 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
         with self._lock:
             self._failures += 1
             self._last_failure_time = SYSTEM_CLOCK.now()
-            self._last_failure_message = _describe(error)
+            self._last_failure_message = describe_error(error)
         self._record(ticket, "failure")
 
     def _raised(self, ticket: _Ticket, exc: BaseException) -> None:
@@ -537,18 +521,11 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
     def __call__(self, func: Callable[P, R]) -> RedisProtected[P, R]:
         """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
         ensure_sync(func)
-        admit, succeeded, raised = self._admit_or_raise, self._succeeded, self._raised
+        call = self.call  # two Redis round trips a call: one more frame costs nothing here
 
         @functools.wraps(func)
         def protected(*args: P.args, **kwargs: P.kwargs) -> R:
-            ticket = admit()
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as exc:
-                raised(ticket, exc)
-                raise
-            succeeded(ticket)
-            return result
+            return call(func, *args, **kwargs)
 
         protected.breaker = self  # type: ignore[attr-defined]
         return protected  # type: ignore[return-value]
@@ -671,9 +648,9 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
             "rejected_requests": metrics.rejected_requests,
             "ignored_requests": metrics.ignored_requests,
             "circuit_trips": metrics.circuit_trips,
-            "last_failure_time": _iso(metrics.last_failure_time),
+            "last_failure_time": iso_time(metrics.last_failure_time),
             "last_failure_message": message,
-            "last_recovery_time": _iso(metrics.last_recovery_time),
+            "last_recovery_time": iso_time(metrics.last_recovery_time),
             "opened_at": None,
             "store": self.store,
             "store_error": error,
@@ -690,14 +667,10 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
                 current_open_timeout=self._backoff(max(reply.consecutive_trips, 1)),
                 seconds_until_retry=reply.retry_after,
                 half_open_in_flight=reply.in_flight,
-                opened_at=_iso(reply.opened_at) if reply.state is not CircuitState.CLOSED else None,
+                opened_at=iso_time(reply.opened_at) if reply.state is not CircuitState.CLOSED else None,
                 store_error=None,
             )
         return status
 
     def __repr__(self) -> str:
         return f"<RedisCircuitBreaker {self.name!r} {self.circuit_type.value} {self.store}>"
-
-
-def _iso(moment: Optional[datetime]) -> Optional[str]:
-    return None if moment is None else moment.isoformat()

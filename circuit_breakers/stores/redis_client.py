@@ -1,4 +1,4 @@
-"""The one rule every Redis client used by the library must follow: bounded calls."""
+"""What every Redis user in the library shares: the bounded-calls rule for clients, and reply decoding."""
 
 from __future__ import annotations
 
@@ -24,3 +24,12 @@ def check_client(client: object) -> Any:
             f"socket_connect_timeout={options.get('socket_connect_timeout')!r}"
         )
     return client
+
+
+def text(value: object) -> str:
+    """A Redis reply item as str (bytes decoded as UTF-8); TypeError for anything else."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected bytes or str from redis, got {value!r}")

@@ -33,7 +33,7 @@ from circuit_breakers.config import CircuitBreakerConfig, check_number
 from circuit_breakers.errors import ConfigError, StateStoreError
 from circuit_breakers.ratelimit import Limit, check_limits
 from circuit_breakers.stores.redis_breaker import RedisCircuitBreaker
-from circuit_breakers.stores.redis_client import check_client
+from circuit_breakers.stores.redis_client import check_client, text
 from circuit_breakers.types import CircuitType
 
 logger = logging.getLogger(__name__)
@@ -133,8 +133,8 @@ class RedisStore:
         except redis.RedisError as exc:
             raise self._fail("read state", exc) from exc
         try:
-            latches = {_text(name): json.loads(_text(record)) for name, record in raw_latches.items()}
-            values = {_text(key): _text(value) for key, value in raw_values.items()}
+            latches = {text(name): json.loads(text(record)) for name, record in raw_latches.items()}
+            values = {text(key): text(value) for key, value in raw_values.items()}
         except (ValueError, TypeError, AttributeError) as exc:
             raise self._fail("decode state (corrupt?)", exc) from exc
         if not all(isinstance(record, dict) for record in latches.values()):
@@ -158,7 +158,7 @@ class RedisStore:
 
         def transaction(pipe: Any) -> None:
             raw = pipe.hget(self._values, key)
-            old = None if raw is None else _text(raw)
+            old = None if raw is None else text(raw)
             new = update(old)
             result[:] = [new]
             if new == old:
@@ -331,14 +331,6 @@ class RedisRateLimiter:
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter({', '.join(map(repr, self._limits))}, name={self.name!r}, store={self.store!r})"
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"expected bytes or str from redis, got {value!r}")
 
 
 __all__ = ["RedisRateLimiter", "RedisStore"]
