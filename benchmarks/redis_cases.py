@@ -40,7 +40,8 @@ from peers import load_peer
 from subjects import ADMIT_ALL, CountingProvider, trivial
 
 import circuit_breakers
-from circuit_breakers import Limit, SystemClock, TradingBreakerConfig, TradingCircuitBreakers
+from circuit_breakers import Limit, TradingBreakerConfig, TradingCircuitBreakers
+from circuit_breakers.redis import RedisCircuitBreaker, RedisRateLimiter
 
 try:
     import redis
@@ -155,10 +156,10 @@ def build(job: Job, port: int) -> Tuple[Attempt, Callable[[], None], Any]:
 
         return breakers.record_order, close, None
     if job.kind == "ours_try_acquire":
-        limiter = store.rate_limiter(Limit(job.per_minute, 60), name="orders", clock=SystemClock())
+        limiter = RedisRateLimiter(store, Limit(job.per_minute, 60), name="orders")
         return limiter.try_acquire, connection.close, limiter
     if job.kind == "breaker_call":
-        breaker = store.circuit_breaker("broker")
+        breaker = RedisCircuitBreaker("broker", store=store)
         call = breaker.call
         return lambda: call(trivial), connection.close, None
     raise ValueError(f"unknown job kind {job.kind!r}")

@@ -4,6 +4,7 @@ Public names only; each lives in the module named for its concept.
 """
 
 import importlib as _importlib
+import logging as _logging
 import typing as _typing
 
 from circuit_breakers.backoff import Backoff, ExponentialBackoff, FixedBackoff
@@ -44,18 +45,21 @@ from circuit_breakers.trading.status import TradingStatus
 from circuit_breakers.types import CircuitState, CircuitType
 
 if _typing.TYPE_CHECKING:
-    from circuit_breakers.stores.redis_breaker import RedisCircuitBreaker as RedisCircuitBreaker
-    from circuit_breakers.stores.redis_store import RedisRateLimiter as RedisRateLimiter
-    from circuit_breakers.stores.redis_store import RedisStore as RedisStore
+    from circuit_breakers.redis import RedisCircuitBreaker as RedisCircuitBreaker
+    from circuit_breakers.redis import RedisRateLimiter as RedisRateLimiter
+    from circuit_breakers.redis import RedisStore as RedisStore
 
 __version__ = "0.1.0"
+
+# Nothing is printed unless the application configures logging (no last-resort output to stderr).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 # Redis-backed names load on first use, so that the package never imports redis-py unless asked.
 # They stay out of __all__: ``from circuit_breakers import *`` must work without the extra.
 _REDIS_NAMES = {
-    "RedisCircuitBreaker": "circuit_breakers.stores.redis_breaker",
-    "RedisRateLimiter": "circuit_breakers.stores.redis_store",
-    "RedisStore": "circuit_breakers.stores.redis_store",
+    "RedisCircuitBreaker": "circuit_breakers.redis",
+    "RedisRateLimiter": "circuit_breakers.redis",
+    "RedisStore": "circuit_breakers.redis",
 }
 
 

@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Tuple, Type, Union
+from typing import Any, Callable, Optional, Tuple, Type, Union
 
 from circuit_breakers.errors import ConfigError, ConfigTypeError
 
@@ -54,11 +54,14 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
-def check_number(name: str, value: object, *, minimum: float = 0.0, inclusive: bool = False) -> float:
+def check_number(
+    name: str, value: object, *, minimum: float = 0.0, inclusive: bool = False, maximum: Optional[float] = None
+) -> float:
     """Return ``value`` as a float if it is a finite real number above ``minimum``; raise otherwise.
 
     Used for seconds and ratios, where binary floating point is exact enough. ``inclusive`` allows
-    ``value == minimum``.
+    ``value == minimum``; ``maximum``, if given, is the largest value allowed (a wait longer than
+    the platform's longest timeout would fail only when the thread first waits).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise ConfigTypeError(f"{name} must be a number, got {value!r}")
@@ -68,6 +71,8 @@ def check_number(name: str, value: object, *, minimum: float = 0.0, inclusive: b
     if number < minimum or (number == minimum and not inclusive):
         rule = ">=" if inclusive else ">"
         raise ConfigError(f"{name} must be {rule} {minimum:g}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{name} must be <= {maximum:g}, got {value!r}")
     return number
 
 

@@ -134,8 +134,9 @@ class _Session:
             self.log("BROKER", f"{text}: failed: {exc}")
 
     def new_day(self, days: int) -> None:
-        self.clock.set_wall(NEW_YORK_OPEN + dt.timedelta(days=days))
-        self.clock.advance(60)
+        # Both clocks move overnight: a day halt lifts only when the wall and the monotonic clock agree.
+        target = NEW_YORK_OPEN + dt.timedelta(days=days, seconds=60)
+        self.clock.advance((target - self.clock.now()).total_seconds())
         self.portfolio.new_day()
 
     def day_one(self) -> None:

@@ -17,7 +17,7 @@ from typing import IO, Callable
 
 import redis
 
-from circuit_breakers.stores.redis_store import RedisStore
+from circuit_breakers.redis.store import RedisStore
 from circuit_breakers.trading.breakers import TradingCircuitBreakers
 from circuit_breakers.trading.config import TradingBreakerConfig
 

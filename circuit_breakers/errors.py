@@ -14,6 +14,7 @@
     │   └── OrderRejected                      a pre-trade check refused an order; carries the decision
     ├── KillSwitchError                        the kill switch cannot be reset as asked
     └── StateStoreError                        durable state cannot be read or written
+        └── CorruptStateError                  the stored state exists but is not readable
 """
 
 from __future__ import annotations
@@ -144,3 +145,11 @@ class KillSwitchError(CircuitBreakerError):
 
 class StateStoreError(CircuitBreakerError):
     """Raised when durable state cannot be read or written; the cause is chained."""
+
+
+class CorruptStateError(StateStoreError):
+    """Raised when a store answers, but what it holds cannot be read (garbage, a truncated file).
+
+    Unlike a store that cannot be reached, this does not heal by itself: the trading breakers
+    engage the kill switch, and a keyed reset starts the store afresh.
+    """

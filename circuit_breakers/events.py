@@ -2,7 +2,10 @@
 
 Callbacks always run *outside* the owner's lock (so they may call back into it), synchronously on
 the thread whose action caused the event. Each runs in its own ``try``: one that raises is logged
-with its traceback and never reaches the caller, the owner or the other callbacks.
+with its traceback and never reaches the caller, the owner or the other callbacks. A callback that
+raises a ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``)
+cannot skip the others either: :func:`fire` runs every event first, then re-raises the first such
+exception on the thread that fired them.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any, Callable, Dict, Generic, List, Tuple
+from typing import Any, Callable, Dict, Generic, List, Optional, Tuple
 
 from typing_extensions import ParamSpec
 
@@ -48,12 +51,23 @@ class Callbacks(Generic[P]):
         return len(self._items)
 
     def dispatch(self, *args: P.args, **kwargs: P.kwargs) -> List[Tuple[Callable[P, object], BaseException]]:
-        """Call every callback; return the (callback, exception) pairs of those that raised."""
+        """Call every callback; return the (callback, exception) pairs of those that raised.
+
+        After every callback ran, re-raises the first that raised a ``BaseException`` that is not
+        an ``Exception``.
+        """
+        errors = self._run(*args, **kwargs)
+        for _, exc in errors:
+            if not isinstance(exc, Exception):
+                raise exc
+        return errors
+
+    def _run(self, *args: Any, **kwargs: Any) -> List[Tuple[Callable[P, object], BaseException]]:
         errors: List[Tuple[Callable[P, object], BaseException]] = []
         for callback in self._items:
             try:
                 callback(*args, **kwargs)
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit too: every other callback still runs
                 logger.exception("%s callback %r raised; ignored", self._event, callback)
                 errors.append((callback, exc))
         return errors
@@ -66,8 +80,8 @@ class KillHandlers(Callbacks[[str]]):
         super().__init__("kill handler")
         self._outcomes: List[Dict[str, Any]] = []
 
-    def dispatch(self, *args: Any, **kwargs: Any) -> List[Tuple[Callable[[str], object], BaseException]]:
-        errors = super().dispatch(*args, **kwargs)
+    def _run(self, *args: Any, **kwargs: Any) -> List[Tuple[Callable[[str], object], BaseException]]:
+        errors = super()._run(*args, **kwargs)
         failed = {id(callback): exc for callback, exc in errors}
         self._outcomes = [
             {
@@ -89,6 +103,16 @@ Pending = List[Tuple["Callbacks[Any]", Tuple[Any, ...]]]
 
 
 def fire(pending: Iterable[Tuple[Callbacks[Any], Tuple[Any, ...]]]) -> None:
-    """Dispatch collected events in order. Call with no lock held."""
+    """Dispatch collected events in order. Call with no lock held.
+
+    Re-raises, after every event was dispatched, the first ``BaseException`` that is not an
+    ``Exception`` raised by a callback (a ``SystemExit`` or ``KeyboardInterrupt`` is not swallowed).
+    """
+    escaped: Optional[BaseException] = None
     for callbacks, args in pending:
-        callbacks.dispatch(*args)
+        try:
+            callbacks.dispatch(*args)
+        except BaseException as exc:  # dispatch re-raises only what is not an Exception
+            escaped = escaped or exc
+    if escaped is not None:
+        raise escaped

@@ -22,7 +22,7 @@ import redis
 
 from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers
 from circuit_breakers.demo_shared import FlatPortfolio
-from circuit_breakers.stores.redis_store import RedisStore
+from circuit_breakers.redis import RedisStore
 
 KEY = "shared-desk-key"
 

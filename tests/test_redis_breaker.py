@@ -30,7 +30,7 @@ from circuit_breakers import (
     ConfigTypeError,
     StateStoreError,
 )
-from circuit_breakers.stores.redis_breaker import RedisCircuitBreaker
+from circuit_breakers.redis import RedisCircuitBreaker, RedisStore
 
 from .conftest import Boom
 from .redis_server import RedisServer
@@ -59,7 +59,7 @@ def make(redis_client: redis.Redis) -> Make:
         fields.setdefault("open_timeout_seconds", OPEN_SECONDS)
         config = CircuitBreakerConfig(**fields)
         used = redis_client if client is None else client
-        return RedisCircuitBreaker(name, circuit_type, config, client=used, namespace=namespace, timeout=timeout)
+        return RedisCircuitBreaker(name, circuit_type, config, store=RedisStore(used, namespace), timeout=timeout)
 
     return build
 
@@ -822,19 +822,25 @@ def test_nested_with_blocks_track_each_entry(make: Make) -> None:
         ({"timeout": 0}, ConfigError),
         ({"timeout": "1"}, ConfigTypeError),
         ({"client": "redis://localhost"}, ConfigTypeError),
+        ({"store": "ns"}, ConfigTypeError),
     ],
 )
 def test_bad_arguments_are_refused(redis_client: redis.Redis, arguments: Any, error: type) -> None:
     options: Any = {"name": "b", "client": redis_client, "namespace": "ns", **arguments}
+
+    def build() -> None:
+        store = RedisStore(options.pop("client"), options.pop("namespace"))
+        RedisCircuitBreaker(**{"store": store, **options})
+
     with pytest.raises(error):
-        RedisCircuitBreaker(**options)
+        build()
 
 
 def test_client_without_socket_timeout_is_refused(redis_server: RedisServer) -> None:
     client = redis.Redis.from_url(redis_server.url)
     try:
         with pytest.raises(ConfigError, match="socket_timeout"):
-            RedisCircuitBreaker("b", client=client, namespace="ns")
+            RedisCircuitBreaker("b", store=RedisStore(client, "ns"))
     finally:
         client.close()
 
@@ -857,7 +863,7 @@ def test_package_does_not_import_redis() -> None:
 def test_dead_redis_rejects_quickly_then_recovers(
     own_redis_server: RedisServer, own_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    breaker = RedisCircuitBreaker("feed", client=own_client, namespace="ns", timeout=0.05)
+    breaker = RedisCircuitBreaker("feed", store=RedisStore(own_client, "ns"), timeout=0.05)
     assert breaker.call(int, "1") == 1
     own_redis_server.kill()
     started = time.monotonic()
@@ -888,7 +894,7 @@ def test_dead_redis_rejects_quickly_then_recovers(
 def test_outcome_that_cannot_be_recorded_is_logged_and_dropped(
     own_redis_server: RedisServer, own_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    breaker = RedisCircuitBreaker("feed", client=own_client, namespace="ns")
+    breaker = RedisCircuitBreaker("feed", store=RedisStore(own_client, "ns"))
 
     def outage() -> None:
         own_redis_server.kill()
@@ -902,7 +908,7 @@ def test_outcome_that_cannot_be_recorded_is_logged_and_dropped(
 
 def test_state_survives_a_redis_restart(own_redis_server: RedisServer, own_client: redis.Redis, fail: Drive) -> None:
     config = CircuitBreakerConfig(failure_threshold=1, open_timeout_seconds=60)
-    breaker = RedisCircuitBreaker("feed", config=config, client=own_client, namespace="ns", timeout=0.05)
+    breaker = RedisCircuitBreaker("feed", config=config, store=RedisStore(own_client, "ns"), timeout=0.05)
     fail(breaker)
     own_redis_server.kill()
     own_redis_server.start()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 import redis
 
 from circuit_breakers import CircuitBreakerConfig, CircuitOpenException, CircuitState
-from circuit_breakers.stores.redis_breaker import RedisCircuitBreaker
+from circuit_breakers.redis import RedisCircuitBreaker, RedisStore
 
 if TYPE_CHECKING:
     from .redis_server import RedisServer
@@ -59,7 +59,7 @@ def worker(argv: Sequence[str]) -> None:
     """One process: A trips the breaker, B and C check it is open; then all three try trials at once."""
     role, url = argv
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    breaker = RedisCircuitBreaker("broker", config=CONFIG, client=client, namespace=NAMESPACE)
+    breaker = RedisCircuitBreaker("broker", config=CONFIG, store=RedisStore(client, NAMESPACE))
     if role == "A":
         failures = 0
         while breaker.state is CircuitState.CLOSED and failures < 100:

@@ -1,14 +1,10 @@
-"""Durable state: the :class:`StateStore` protocol and its backends (memory, one JSON file)."""
+"""Where trading state lives: the :class:`Store` contract, in memory and in a shared SQLite file.
 
-from circuit_breakers.stores.base import FORMAT_VERSION, StateStore, decode_state, encode_state
-from circuit_breakers.stores.file import FileStore
+The Redis store lives in :mod:`circuit_breakers.redis`, with everything else that needs redis-py.
+"""
+
+from circuit_breakers.stores.base import TABLES, Store, Subscription, Tables
 from circuit_breakers.stores.memory import MemoryStore
+from circuit_breakers.stores.sqlite import SqliteStore
 
-__all__ = [
-    "FORMAT_VERSION",
-    "FileStore",
-    "MemoryStore",
-    "StateStore",
-    "decode_state",
-    "encode_state",
-]
+__all__ = ["TABLES", "MemoryStore", "SqliteStore", "Store", "Subscription", "Tables"]

@@ -1,56 +1,55 @@
 """TradingCircuitBreakers: the six trading breakers over a PortfolioProvider, and the trading API.
 
-Data flow: read the provider (no lock held) -> judge the reading with the pure rules and update
-latches under the facade's lock -> fire callbacks after the lock is released. ``can_trade()`` is
-a lock-free read of flags the evaluation maintains; it never calls the provider.
+A facade. The safety state (latches, faults, the kill switch, pending writes) lives in one
+:class:`~circuit_breakers.trading.safety.SafetyCore`; this class reads the provider, judges the
+readings with the pure rules (:mod:`~circuit_breakers.trading.rules`), and turns verdicts into the
+core's transitions. Data flow: read the provider (no lock held) -> judge and update under the
+facade's lock, then the core's -> fire callbacks after every lock is released. ``can_trade()`` is a
+lock-free read of what the core derives; it never calls the provider.
 
-The facade's own latches are the truth. The breakers in :attr:`TradingCircuitBreakers.manager`
-(``daily_loss``, ``max_drawdown``, ``volatility``, ``connection``) mirror them for status views;
-opening or closing those by hand does not release a halt, and every ``check_now()`` (so every
-poll of the monitor) puts them back in line with the latches (``connection`` is the exception: it
-is a real breaker fed by ``trade_guard`` and ``record_connection_*``).
+The breakers in :attr:`TradingCircuitBreakers.manager` (``daily_loss``, ``max_drawdown``,
+``volatility``) mirror the latches for status views; opening or closing those by hand releases
+nothing, and every ``check_now()`` puts them back in line. ``connection`` is a real breaker fed by
+``trade_guard`` and ``record_connection_*``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import json
 import logging
 import os
 import threading
 import weakref
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, Self
 
 from circuit_breakers.breaker import ensure_sync
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
-from circuit_breakers.config import CircuitBreakerConfig, to_decimal
-from circuit_breakers.errors import (
-    ConfigError,
-    ConfigTypeError,
-    KillSwitchError,
-    StateStoreError,
-    UnknownBreakerError,
-)
+from circuit_breakers.config import CircuitBreakerConfig, check_number
+from circuit_breakers.errors import ConfigError, ConfigTypeError, KillSwitchError, StateStoreError, UnknownBreakerError
 from circuit_breakers.events import Callbacks, KillHandlers, Pending, fire
-from circuit_breakers.ratelimit import Limit
+from circuit_breakers.forks import on_fork_in_child, renew_locks
+from circuit_breakers.ratelimit import Limit, Permits, RateLimiter
 from circuit_breakers.registry import CircuitBreakerManager
-from circuit_breakers.stores.file import FileStore
+from circuit_breakers.stores.base import Store, Subscription
 from circuit_breakers.stores.memory import MemoryStore
-from circuit_breakers.stores.shared import DocumentState, SharedState
+from circuit_breakers.stores.sqlite import SqliteStore
 from circuit_breakers.trading import rules
+from circuit_breakers.trading.audit import AuditLog
 from circuit_breakers.trading.config import TradingBreakerConfig
 from circuit_breakers.trading.gate import PreTradeGate
 from circuit_breakers.trading.guard import TradeGuard
-from circuit_breakers.trading.killswitch import AuditLog, ResetGuard, ResetKey
+from circuit_breakers.trading.killswitch import ResetGuard, secret_bytes
+from circuit_breakers.trading.latches import KILL_SWITCH
 from circuit_breakers.trading.monitor import Monitor
-from circuit_breakers.trading.orders import Order, OrderDecision, OrderLimits, TradingState
+from circuit_breakers.trading.orders import Order, OrderDecision, OrderLimits, TradingState, check_amount
 from circuit_breakers.trading.provider import PortfolioProvider, Reading, checked_decimal, take_reading
 from circuit_breakers.trading.rules import Level, Verdict
-from circuit_breakers.trading.status import TradingStatus
+from circuit_breakers.trading.safety import Events, SafetyCore, StoreLockout
+from circuit_breakers.trading.status import TradingStatus, build_details
 from circuit_breakers.types import CircuitState, CircuitType
 
 logger = logging.getLogger(__name__)
@@ -59,16 +58,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 BREAKER_NAMES = ("daily_loss", "max_drawdown", "position_concentration", "volatility", "rate_limit", "connection")
-_LATCHES = {
+_MIRRORED = {
     "daily_loss": CircuitType.DAILY_LOSS,
     "max_drawdown": CircuitType.MAX_DRAWDOWN,
     "volatility": CircuitType.VOLATILITY,
 }
-_DAY_HALTS = ("daily_loss", "volatility")  # lift when the trading day rolls over
-_ONE_DAY = dt.timedelta(days=1)
-_DST_MARGIN = dt.timedelta(hours=2)
-_NEVER = float("inf")
 _ACTIVE = (TradingState.ACTIVE, "")
+_AUTOMATIC = "circuit_breakers"
 
 
 def _connection_config(config: TradingBreakerConfig) -> CircuitBreakerConfig:
@@ -85,97 +81,62 @@ def _connection_config(config: TradingBreakerConfig) -> CircuitBreakerConfig:
     )
 
 
-class _Trip:
-    """A latched halt: why, when, and on which trading day."""
+def _open_store(
+    path: Union[str, os.PathLike[str], None], store: Optional[Store], clock: Clock
+) -> Tuple[Store, AuditLog]:
+    """Where the state lives (memory, a shared SQLite file, Redis) and where engages are audited.
 
-    __slots__ = ("at", "at_mono", "day", "reason", "holds_before")
-
-    def __init__(self, reason: str, at: dt.datetime, at_mono: float, day: dt.date) -> None:
-        self.reason, self.at, self.at_mono, self.day = reason, at, at_mono, day
-        # For can_trade()'s lock-free path: (wall, monotonic) times before which a day halt holds
-        # for certain; set by the owner, who knows the config. The default promises nothing.
-        self.holds_before: Tuple[dt.datetime, float] = (at, at_mono)
-
-    def record(self) -> Dict[str, Any]:
-        """The latch as the store keeps it."""
-        return {"reason": self.reason, "since": self.at.isoformat(), "trading_day": self.day.isoformat()}
-
-
-def _parse_snapshot(snapshot: Dict[str, Dict[str, Any]], where: str) -> Tuple[Dict[str, _Trip], Dict[str, Decimal]]:
-    """The latches and numeric values of a store snapshot; StateStoreError naming ``where`` if any is unreadable."""
-    try:
-        latches = {
-            name: _Trip(
-                str(record["reason"]),
-                dt.datetime.fromisoformat(record["since"]),
-                0.0,
-                dt.date.fromisoformat(record["trading_day"]),
-            )
-            for name, record in snapshot["latches"].items()
-            if name in _LATCHES
-        }
-        values: Dict[str, Decimal] = {
-            key: to_decimal(key, snapshot["values"][key])
-            for key in ("high_water_mark", "drawdown_baseline_pct")
-            if key in snapshot["values"]
-        }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StateStoreError(f"{where}: stored state is unreadable: {type(exc).__name__}: {exc}") from exc
-    return latches, values
-
-
-def _sync_if_alive(owner: Callable[[], Optional[TradingCircuitBreakers]]) -> None:
-    breakers = owner()
-    if breakers is not None:
-        breakers._sync()
-
-
-def _state_and_audit(
-    path: Union[str, os.PathLike[str], None], store: Optional[SharedState], clock: Clock
-) -> Tuple[SharedState, AuditLog]:
-    """Where the state lives (memory, a file, or a shared store) and where engages are audited.
-
-    Raises StateStoreError at once when a state path cannot be written.
+    Raises StateStoreError at once when a state path cannot hold a state file.
     """
     if store is not None:
         if path is not None:
             raise ConfigError("give state_path or store, not both")
-        if not isinstance(store, SharedState):
-            raise ConfigTypeError(f"store must be a SharedState such as RedisStore, got {store!r}")
-        return store, AuditLog(None, clock=clock)
+        if not isinstance(store, Store):
+            raise ConfigTypeError(f"store must be a Store (MemoryStore, SqliteStore, RedisStore), got {store!r}")
+        audit_path = store.path + ".audit.jsonl" if isinstance(store, SqliteStore) else None
+        return store, AuditLog(audit_path, clock=clock)
     if path is None:
-        return DocumentState(MemoryStore()), AuditLog(None, clock=clock)
-    file_store = FileStore(path)
-    file_store.check_writable()
-    return DocumentState(file_store), AuditLog(os.fspath(path) + ".audit.jsonl", clock=clock)
+        return MemoryStore(), AuditLog(None, clock=clock)
+    return SqliteStore(path), AuditLog(os.fspath(path) + ".audit.jsonl", clock=clock)
 
 
-def _shared_reset_key(state: SharedState, secret: Union[str, bytes, None]) -> Optional[ResetKey]:
-    """The desk's reset key: the first process to arrive stores its hash; later ones must match it."""
-    mine = ResetKey(secret) if secret is not None else None
-    stored = state.update_value(
-        "reset_key", lambda old: old if old is not None or mine is None else json.dumps(mine.to_dict())
-    )
-    if stored is None:
-        return None
-    shared = ResetKey.from_dict(json.loads(stored))
-    if secret is not None and not shared.verify(secret):
-        raise ConfigError(f"reset_key does not match the reset key already stored in {state.describe()}")
-    return shared
+def _order_limiter(store: Store, config: TradingBreakerConfig, clock: Clock) -> Permits:
+    """The order-rate windows: shared by every process on Redis, this process's own otherwise."""
+    limits = (Limit(config.max_orders_per_minute, 60), Limit(config.max_orders_per_hour, 3600))
+    if store.kind == "redis":
+        from circuit_breakers.redis.ratelimit import RedisRateLimiter  # noqa: PLC0415 - redis-py only when used
+
+        return RedisRateLimiter(store, *limits, name="rate_limit")  # type: ignore[arg-type]
+    return RateLimiter(*limits, name="rate_limit", clock=clock)
+
+
+def _sync_if_alive(owner: Callable[[], Optional[TradingCircuitBreakers]]) -> bool:
+    """The store listener's callback: False once the breakers are gone (the listener then ends)."""
+    breakers = owner()
+    if breakers is None:
+        return False
+    breakers._sync()
+    return True
 
 
 class TradingCircuitBreakers:
     """Daily loss, max drawdown (kill switch), concentration, volatility, order rate and connection breakers.
 
-    Every method is thread-safe. Only ``check_now()``, ``start_monitoring()`` and
-    ``check_position_concentration()`` call the provider (and block while it does); ``can_trade()``
-    and ``get_blocking_reasons()`` never do.
+    Every method is thread-safe. Only ``check_now()``, ``start_monitoring()``,
+    ``check_position_concentration()``, ``check_order()`` and ``trade_guard()`` call the provider
+    (and block while it does); ``can_trade()`` and ``get_blocking_reasons()`` never do.
 
-    ``reset_key`` (str or bytes) is kept only as a salted scrypt hash; without it the kill switch
-    cannot be reset when ``require_manual_reset`` is on. With ``state_path`` the kill switch, the
-    day halts and the high-water mark survive restarts (atomic JSON file; an audit trail of engages
-    and resets is appended to ``<state_path>.audit.jsonl``); a state file that cannot be read
-    engages the kill switch.
+    Where the state lives: in memory by default; with ``state_path``, in a SQLite file that every
+    process on the host giving the same path shares (the kill switch, the day halts, the
+    high-water mark, the reset key's hash and the wrong-key count survive restarts; engages and
+    resets are audited to ``<state_path>.audit.jsonl``); with ``store=RedisStore(...)``, in Redis
+    for processes on several hosts. ``reset_key`` (str or bytes) is kept only as a salted scrypt
+    hash, stored with the state: the first process stores it, a later one with a different key is
+    refused (ConfigError). Without any key the kill switch cannot be reset while
+    ``require_manual_reset`` is on. A state that cannot be read engages the kill switch.
+
+    Use it as a context manager (``with TradingCircuitBreakers(...) as breakers:``) or call
+    :meth:`close` to stop its threads; an instance that is dropped stops them too.
     """
 
     def __init__(
@@ -187,7 +148,7 @@ class TradingCircuitBreakers:
         state_path: Union[str, os.PathLike[str], None] = None,
         clock: Optional[Clock] = None,
         order_limits: Optional[OrderLimits] = None,
-        store: Optional[SharedState] = None,
+        store: Optional[Store] = None,
     ) -> None:
         if not isinstance(provider, PortfolioProvider):
             raise ConfigTypeError(f"provider must implement PortfolioProvider, got {provider!r}")
@@ -195,232 +156,293 @@ class TradingCircuitBreakers:
             config = TradingBreakerConfig()
         elif not isinstance(config, TradingBreakerConfig):
             raise ConfigTypeError(f"config must be a TradingBreakerConfig, got {config!r}")
-        self.provider = provider
-        self.config = config
-        self._clock = SYSTEM_CLOCK if clock is None else clock
-        self._mono = self._clock.monotonic
-        self._stale_after = config.stale_after
-        self._state, self._audit = _state_and_audit(state_path, store, self._clock)
-        self._guard = ResetGuard(
-            _shared_reset_key(self._state, reset_key)
-            if self._state.shared
-            else (ResetKey(reset_key) if reset_key is not None else None),
-            clock=self._clock,
-            max_attempts=config.reset_max_attempts,
-            lockout_seconds=config.reset_lockout_seconds,
-        )
-
-        self.manager = CircuitBreakerManager(clock=self._clock)
-        self._mirrors = {name: self.manager.create_circuit_breaker(name, kind) for name, kind in _LATCHES.items()}
-        self._connection = self.manager.create_circuit_breaker(
-            "connection", CircuitType.CONNECTION_FAILURE, _connection_config(config)
-        )
-        self._limiter = self._state.rate_limiter(
-            Limit(config.max_orders_per_minute, 60),
-            Limit(config.max_orders_per_hour, 3600),
-            name="rate_limit",
-            clock=self._clock,
-        )
+        if clock is None:
+            clock = SYSTEM_CLOCK
+        elif not isinstance(clock, Clock):
+            raise ConfigTypeError(f"clock must have monotonic() and now(), got {clock!r}")
         if order_limits is None:
             order_limits = OrderLimits()
         elif not isinstance(order_limits, OrderLimits):
             raise ConfigTypeError(f"order_limits must be OrderLimits, got {order_limits!r}")
-        self._gate = PreTradeGate(order_limits, self._limiter, clock=self._clock)
+        secret = secret_bytes(reset_key)
+        self.provider = provider
+        self.config = config
+        self._clock = clock
+        self._mono = clock.monotonic
+        self._stale_after = config.stale_after
+        store, audit = _open_store(state_path, store, clock)
+
         self._on_kill = KillHandlers()
         self._on_trip: Callbacks[[str, str]] = Callbacks("trading trip")
         self._on_warning: Callbacks[[str, str]] = Callbacks("trading warning")
         self._on_recovery: Callbacks[[str]] = Callbacks("trading recovery")
+        self.manager = CircuitBreakerManager(clock=clock)
+        self._mirrors = {name: self.manager.create_circuit_breaker(name, kind) for name, kind in _MIRRORED.items()}
+        self._connection = self.manager.create_circuit_breaker(
+            "connection", CircuitType.CONNECTION_FAILURE, _connection_config(config)
+        )
         self._connection.register_trip_callback(
             lambda name, _type: self._on_trip.dispatch(name, self._connection_reason())
         )
         self._connection.register_recovery_callback(lambda name, _type: self._on_recovery.dispatch(name))
+        self._core = SafetyCore(
+            store, audit, clock, config, Events(self._on_trip, self._on_recovery, self._on_kill, self._mirror)
+        )
+        self._guard = ResetGuard(
+            None,
+            clock=clock,
+            max_attempts=config.reset_max_attempts,
+            lockout_seconds=config.reset_lockout_seconds,
+            record=StoreLockout(self._core),
+        )
+        self._limiter = _order_limiter(store, config, clock)
+        self._gate = PreTradeGate(order_limits, self._limiter, clock=clock)
         self._monitor = Monitor(self, config.check_interval_seconds, name=f"circuit_breakers-monitor-{id(self):x}")
 
-        # _lock guards everything below; the mirrors' and the connection breaker's locks are only
-        # ever taken inside it, never the other way round.
+        self._init_evaluation()
+        self._secret = secret  # kept only until the store has been asked for its key
+        self._subscription: Optional[Subscription] = None
+        self._closed = self._constructed = self._key_bound = False
+        try:
+            self._sync()
+        except BaseException:
+            store.close()
+            raise
+        self._constructed = True
+        self._subscribe()
+        on_fork_in_child(self, TradingCircuitBreakers._after_fork_in_child)
+        self._finalizer = weakref.finalize(self, _release, self._subscription, store)
+
+    def _init_evaluation(self) -> None:
+        # _lock guards the evaluation state below; the core's lock is only ever taken inside it, and the
+        # mirrors' and the connection breaker's locks only inside the core's.
         self._lock = threading.Lock()
-        self._trips: Dict[str, _Trip] = {}  # latched halts: daily_loss, max_drawdown (kill switch), volatility
-        self._last_trips: Dict[str, _Trip] = {}  # most recent trip of each breaker, for status
-        self._faults: Dict[str, str] = {}  # fail-closed conditions: provider, monitor, state
+        self._verdicts: Dict[str, Verdict] = {}
         # at or past a warning level, by breaker (and symbol: "position_concentration:SPY") -> message
         self._warnings: Dict[str, str] = {}
-        self._verdicts: Dict[str, Verdict] = {}
         self._reading: Optional[Reading] = None
         self._bad_readings = 0
         self._last_good: Optional[float] = None
         self._monitoring = False
-        self._high_water: Optional[Decimal] = None
-        self._baseline = Decimal(0)  # provider drawdown at the last kill-switch reset
         self._drawdowns: Dict[str, Decimal] = {}
-        self._attention = False  # any latch or fault: can_trade() takes the slow path
         self._rebase_pending = False  # the kill switch was reset before any reading
-        self._writes = 0  # local changes sent to the store; a sync that raced one is dropped
-        self._unsent: Dict[str, Optional[Dict[str, Any]]] = {}  # latch writes that failed: record, or None to drop
-        self._attach_store()
 
-    def _attach_store(self) -> None:
-        """Adopt what the store holds, then listen for other processes' changes."""
-        self._sync()
-        if isinstance(self._state, DocumentState):
-            with self._lock:
-                if "state" in self._faults:  # a state file that cannot be read may have held an engaged switch
-                    reason = f"state unreadable: {self._faults['state']}"
-                    self._engage(reason, self._mono(), self._clock.now(), [], actor="circuit_breakers")
-                else:  # a new state path gets its file now, so a bad path shows at once
-                    self._write(lambda state: state.flush() if isinstance(state, DocumentState) else None)
-        owner = weakref.ref(self)
-        self._unsubscribe = self._state.subscribe(lambda: _sync_if_alive(owner))
-
-    # --- state kept in the store ------------------------------------------------------------
-
-    def _write(self, operation: Callable[[SharedState], object]) -> bool:
-        """Apply one change to the store; return whether it went through.
-
-        A failure blocks trading. Only a good read (:meth:`_sync`) lifts that block: a write that
-        succeeds shows the store answers, not that what it holds is readable. Called with the lock
-        held: changes must reach the store in the order they were made.
-        """
-        self._writes += 1
-        try:
-            operation(self._state)
-        except StateStoreError as exc:
-            self._store_failed(exc)
-            return False
-        except (ArithmeticError, ValueError) as exc:  # an update that could not parse the stored value
-            self._store_failed(StateStoreError(f"{self._state.describe()}: stored value unreadable: {exc!r}"))
-            return False
-        return True
-
-    def _write_value(self, key: str, update: Callable[[Optional[str]], Optional[str]]) -> None:
-        """Update a stored value (lock held); the store's answer wins, for values other processes share."""
-        result: List[Optional[str]] = []
-        self._write(lambda state: result.append(state.update_value(key, update)))
-        if result:
-            value = None if result[0] is None else to_decimal(key, result[0])
-            if key == "high_water_mark":
-                self._high_water = value
-            else:
-                self._baseline = Decimal(0) if value is None else value
-
-    def _store_failed(self, exc: StateStoreError) -> None:
-        """Lock held."""
-        if "state" not in self._faults:
-            logger.error("%s; trading is blocked until the state store answers", exc)
-        self._faults["state"] = str(exc)
-        self._attention = True
-
-    def _record_audit(self, event: str, *, reason: Optional[str], actor: Optional[str]) -> None:
-        """Append to the audit trail (lock held). A trail that cannot be written never stops the
-        engage or reset it records: it is logged by AuditLog and blocks trading like a failed store."""
-        try:
-            self._audit.record(event, reason=reason, actor=actor)
-        except StateStoreError as exc:
-            self._store_failed(exc)
-
-    def _put(self, name: str, record: Optional[Dict[str, Any]]) -> None:
-        """Set (or, with None, drop) a latch in the store; remembered and retried if the store fails."""
-        self._unsent[name] = record
-
-        def send(state: SharedState) -> None:
-            if record is None:
-                state.drop_latch(name)
-            else:
-                state.put_latch(name, record)
-            self._unsent.pop(name, None)
-
-        self._write(send)
+    # --- the store ------------------------------------------------------------------------------
 
     def _sync(self) -> None:
-        """Adopt the store's latches and values: other processes' engages and resets, or a restart's.
+        """Adopt what the store holds and send what waits; binds the reset key on the first good read.
 
-        Blocks on the store, with no lock held while it answers. A store that fails blocks trading
-        until it answers again.
+        Blocks on the store. Raises ConfigError only at construction, for a reset key that does not
+        match the stored one; later, a mismatch blocks trading instead.
         """
-        with self._lock:
-            for name, record in list(self._unsent.items()):
-                self._put(name, record)
-            writes = self._writes
-        try:
-            latches, values = _parse_snapshot(self._state.snapshot(), self._state.describe())
-        except StateStoreError as exc:
-            with self._lock:
-                self._store_failed(exc)
+        pending: Pending = []
+        self._core.sync(pending)
+        if not self._key_bound:
+            with self._core.lock:
+                try:
+                    self._key_bound = self._core.attach_key(self._secret, pending)
+                except ConfigError as exc:
+                    if not self._constructed:
+                        raise
+                    logger.error("%s; trading is blocked", exc)
+                    self._core.set_fault("reset_key", str(exc), pending)  # for good: this process has the wrong key
+                    self._key_bound = True
+                if self._key_bound:
+                    self._secret = None
+                self._guard.bind(self._core.key)
+        fire(pending)
+
+    def _subscribe(self) -> None:
+        owner = weakref.ref(self)
+        self._subscription = self._core.store.subscribe(lambda: _sync_if_alive(owner))
+
+    def _mirror(self, name: str, engaged: bool, pending: Pending) -> None:
+        mirror = self._mirrors.get(name)
+        if mirror is not None:
+            mirror._move(CircuitState.OPEN if engaged else CircuitState.CLOSED, pending, forced=engaged)
+
+    def close(self) -> None:
+        """Stop the monitor and the store's listener, and close the store. Idempotent.
+
+        The instance may not be used afterwards (the store is closed).
+        """
+        self._closed = True
+        self.stop_monitoring()
+        self._finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        self.close()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: free every lock, reopen the store, restart the listener and the monitor.
+
+        Until its own monitor has polled, the child cannot trade (fault ``monitor``).
+        """
+        renew_locks(self)
+        self._core.after_fork_in_child()
+        self._monitor.forget_after_fork()
+        if self._closed:
+            return
+        self._subscribe()
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _release, self._subscription, self._core.store)
+        if self._monitoring:
+            pending: Pending = []
+            with self._core.lock:
+                self._core.set_fault("monitor", f"restarting in forked child (pid {os.getpid()})", pending)
+            self._monitor.start(first_poll_in=0.0)
+
+    # --- monitoring -----------------------------------------------------------------------------
+
+    def start_monitoring(self) -> None:
+        """Take a first reading now, then poll every ``check_interval_seconds`` on a daemon thread.
+
+        Blocks for the first reading. A second call while running does nothing.
+        """
+        if self._monitor.alive:
             return
         pending: Pending = []
         with self._lock:
-            if self._writes != writes or self._unsent:
-                return  # a local change raced this read, or could not be sent: the next sync decides
-            mono, now = self._mono(), self._clock.now()
-            for name in _LATCHES:
-                trip = latches.get(name)
-                if trip is not None and name not in self._trips:
-                    self._latch(name, trip.reason, now, mono, pending, day=trip.day, at=trip.at, store=False)
-                    self._verdicts.pop(name, None)  # auto recovery waits for a reading of our own
-                    if name == "max_drawdown":
-                        pending.append((self._on_kill, (trip.reason,)))
-                        logger.warning("kill switch engaged (from %s): %s", self._state.describe(), trip.reason)
-                elif trip is None and name in self._trips:
-                    self._release(name, pending, store=False)
-            self._high_water = values.get("high_water_mark", self._high_water)
-            self._baseline = values.get("drawdown_baseline_pct", self._baseline)
-            self._faults.pop("state", None)
-            self._attention = bool(self._trips or self._faults)
+            self._monitoring = True
+            with self._core.lock:
+                self._core.clear_fault("monitor", pending)
+        fire(pending)
+        self.check_now()
+        self._monitor.start()
+
+    def stop_monitoring(self, timeout: float = 2.0) -> bool:
+        """Stop the monitor thread; True if it ended within ``timeout`` seconds (see Monitor.stop).
+
+        Raises ConfigTypeError / ConfigError for a bad timeout, before stopping anything.
+        """
+        timeout = check_number("timeout", timeout, inclusive=True, maximum=86400.0)
+        pending: Pending = []
+        with self._lock:
+            self._monitoring = False
+            with self._core.lock:
+                self._core.clear_fault("monitor", pending)
+        fire(pending)
+        return self._monitor.stop(timeout)
+
+    def _poll(self) -> None:
+        """One poll of the monitor thread: watch the listener, check, and lift a monitor fault."""
+        subscription = self._subscription
+        pending: Pending = []
+        if subscription is not None and not subscription.alive and not self._closed:
+            with self._core.lock:
+                why = f"the listener of {self._core.store.describe()} stopped; restarting it"
+                self._core.set_fault("listener", why, pending)
+            self._subscribe()
+        self.check_now()
+        with self._core.lock:
+            if self._subscription is None or self._subscription.alive:
+                self._core.clear_fault("listener", pending)
+            self._core.clear_fault("monitor", pending)
         fire(pending)
 
-    def close(self) -> None:
-        """Stop the monitor thread and the store's listener. Idempotent."""
-        self.stop_monitoring()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+    def _poll_failed(self, error: BaseException) -> None:
+        pending: Pending = []
+        with self._core.lock:
+            self._core.set_fault("monitor", f"monitor poll raised {error!r}", pending)
+        fire(pending)
 
-    # --- latches (lock held) -------------------------------------------------------------------
+    def _monitor_exited(self, error: Optional[BaseException]) -> None:
+        pending: Pending = []
+        with self._lock:
+            monitoring = self._monitoring
+            if monitoring:
+                with self._core.lock:
+                    self._core.set_fault("monitor", f"monitor thread died: {error!r}; restarting it", pending)
+        fire(pending)
+        if monitoring:
+            self._monitor.start(first_poll_in=0.0)
 
-    def _latch(
-        self,
-        name: str,
-        reason: str,
-        now: dt.datetime,
-        mono: float,
-        pending: Pending,
-        *,
-        day: Optional[dt.date] = None,
-        at: Optional[dt.datetime] = None,
-        store: bool = True,
-    ) -> None:
+    # --- evaluation ---------------------------------------------------------------------------
+
+    def check_now(self) -> TradingStatus:
+        """Read the provider once, apply every rule, and return the status.
+
+        Blocks while the provider answers; runs on the caller's thread (the monitor calls the
+        same code). A provider that raises or answers garbage is logged and counted; after
+        ``connection_failure_threshold`` bad readings in a row trading halts until a good one.
+        It also re-reads the state store and retries what could not be written.
+        """
+        self._sync()
+        try:
+            reading: Optional[Reading] = take_reading(self.provider, self.config.volatility_lookback_days)
+            error = ""
+        except Exception as exc:
+            reading, error = None, f"{type(exc).__name__}: {exc}"
+            logger.warning("bad provider reading: %s", error)
+        pending: Pending = []
+        with self._lock:
+            core = self._core
+            with core.lock:
+                core.apply_time_rules(self._cleared, pending)  # yesterday's halt lifts before today is judged
+                if reading is None:
+                    self._bad_readings += 1
+                    threshold = self.config.connection_failure_threshold
+                    if self._bad_readings >= threshold:
+                        core.set_fault(
+                            "provider",
+                            f"{self._bad_readings} bad readings in a row (threshold {threshold}); last: {error}",
+                            pending,
+                        )
+                else:
+                    self._bad_readings = 0
+                    self._last_good = self._mono()
+                    core.clear_fault("provider", pending)
+                    self._evaluate(reading, pending)
+                core.apply_time_rules(self._cleared, pending)
+                for name, mirror in self._mirrors.items():  # undo any hand-made change to a mirror
+                    engaged = name in core.held()
+                    mirror._move(CircuitState.OPEN if engaged else CircuitState.CLOSED, pending, forced=engaged)
+        fire(pending)
+        return self.get_status()
+
+    def _cleared(self, name: str) -> bool:
+        """Whether a reading since the halt (or its adoption) no longer trips ``name``."""
+        verdict = self._verdicts.get(name)
+        return verdict is not None and verdict.level is not Level.TRIP
+
+    def _evaluate(self, reading: Reading, pending: Pending) -> None:
+        """Judge a good reading (both locks held)."""
+        core = self._core
+        self._reading = reading
+        if self._rebase_pending:
+            try:
+                core.set_high_water(reading.total_value, min(reading.max_drawdown_pct, Decimal(0)), pending)
+                self._rebase_pending = False
+            except StateStoreError as exc:  # judging against the old mark would engage the switch again
+                core.set_fault("state", f"cannot re-base the drawdown after a reset: {exc}", pending)
+                return
+        core.raise_high_water(reading.total_value, pending)
+        if core.baseline < 0 and reading.max_drawdown_pct >= 0:
+            core.clear_baseline(pending)  # the provider saw a new peak
+        own = rules.drawdown_from_peak(reading.total_value, core.high_water or reading.total_value)
+        theirs = rules.rebased_drawdown(reading.max_drawdown_pct, core.baseline)
+        self._drawdowns = {"own": own, "provider": theirs, "effective": min(own, theirs)}
         config = self.config
-        trip = _Trip(reason, at or now, mono, day or config.trading_day(now))
-        # The next trading day starts at day_start(day + 1); two hours earlier keeps this side of any
-        # DST oddity of the reset time, where the exact rule (_apply_time_rules) decides instead.
-        next_day = config.day_start(trip.day + _ONE_DAY) - _DST_MARGIN
-        trip.holds_before = (next_day, mono + config.cooldown_seconds if config.auto_recovery else _NEVER)
-        self._trips[name] = self._last_trips[name] = trip
-        self._mirrors[name]._move(CircuitState.OPEN, pending, forced=True)
-        self._attention = True
-        pending.append((self._on_trip, (name, reason)))
-        if store:
-            self._put(name, trip.record())
-
-    def _release(self, name: str, pending: Pending, *, store: bool = True) -> bool:
-        if self._trips.pop(name, None) is None:
-            return False
-        self._mirrors[name]._move(CircuitState.CLOSED, pending)
-        self._attention = bool(self._trips or self._faults)
-        pending.append((self._on_recovery, (name,)))
-        if store:
-            self._put(name, None)
-        return True
-
-    def _engage(self, reason: str, mono: float, now: dt.datetime, pending: Pending, *, actor: str) -> None:
-        if "max_drawdown" in self._trips:
-            return
-        self._latch("max_drawdown", reason, now, mono, pending)
-        pending.append((self._on_kill, (reason,)))
-        self._record_audit("kill_switch_engaged", reason=reason, actor=actor)
+        verdicts = {
+            "daily_loss": rules.daily_loss(reading.daily_pnl_pct, config),
+            "max_drawdown": rules.drawdown(min(own, theirs), config),
+            "volatility": rules.volatility(reading.daily_pnl_pct, reading.daily_returns, config),
+        }
+        self._verdicts.update(verdicts)
+        for name, verdict in verdicts.items():
+            if name != "volatility":  # it has no warning level
+                self._warn(name, verdict, pending)
+            if verdict.level is Level.TRIP:
+                core.engage(name, verdict.message, _AUTOMATIC, pending)
 
     def _warn(self, name: str, verdict: Verdict, pending: Pending, *, symbol: Optional[str] = None) -> None:
         """Fire a warning once per crossing of the warning level (per symbol for concentration);
-        forget it when the figure recovers."""
+        forget it when the figure recovers. Facade lock held."""
         key = name if symbol is None else f"{name}:{symbol}"
         if verdict.level >= Level.WARN:
             if key not in self._warnings:
@@ -433,125 +455,25 @@ class TradingCircuitBreakers:
     def _warning_names(self) -> Tuple[str, ...]:
         return tuple(dict.fromkeys(key.split(":", 1)[0] for key in self._warnings))
 
-    # --- evaluation ---------------------------------------------------------------------------
-
-    def check_now(self) -> TradingStatus:
-        """Read the provider once, apply every rule, and return the status.
-
-        Blocks while the provider answers; runs on the caller's thread (the monitor calls the
-        same code). A provider that raises or answers garbage is logged and counted; after
-        ``connection_failure_threshold`` bad readings in a row trading halts until a good one.
-        It also re-reads the state store (the polling fallback for shared stores).
-        """
-        self._sync()
-        try:
-            reading: Optional[Reading] = take_reading(self.provider, self.config.volatility_lookback_days)
-            error = ""
-        except Exception as exc:
-            reading, error = None, f"{type(exc).__name__}: {exc}"
-            logger.warning("bad provider reading: %s", error)
-        pending: Pending = []
-        with self._lock:
-            mono, now = self._mono(), self._clock.now()
-            if reading is None:
-                self._bad_readings += 1
-                if self._bad_readings >= self.config.connection_failure_threshold:
-                    if "provider" not in self._faults:
-                        pending.append((self._on_trip, ("provider", error)))
-                    self._faults["provider"] = (
-                        f"{self._bad_readings} bad readings in a row "
-                        f"(threshold {self.config.connection_failure_threshold}); last: {error}"
-                    )
-                    self._attention = True
-            else:
-                self._bad_readings = 0
-                self._last_good = mono
-                if self._faults.pop("provider", None) is not None:
-                    pending.append((self._on_recovery, ("provider",)))
-                self._attention = bool(self._trips or self._faults)
-                self._evaluate(reading, mono, now, pending)
-            self._apply_time_rules(mono, now, pending)
-            for name, mirror in self._mirrors.items():  # undo any hand-made change to a mirror
-                mirror._move(
-                    CircuitState.OPEN if name in self._trips else CircuitState.CLOSED,
-                    pending,
-                    forced=name in self._trips,
-                )
-        fire(pending)
-        return self.get_status()
-
-    def _rebase(self, reading: Reading) -> None:
-        """Measure drawdown from ``reading`` on: after a kill-switch reset. Lock held."""
-        total, baseline = reading.total_value, min(reading.max_drawdown_pct, Decimal(0))
-        self._write_value("high_water_mark", lambda old: str(total))
-        self._write_value("drawdown_baseline_pct", lambda old: str(baseline) if baseline < 0 else None)
-        self._rebase_pending = False
-
-    def _evaluate(self, reading: Reading, mono: float, now: dt.datetime, pending: Pending) -> None:
-        self._reading = reading
-        if self._rebase_pending:
-            self._rebase(reading)
-        config = self.config
-        total = reading.total_value
-        if self._high_water is None or total > self._high_water:
-            self._high_water = total
-            self._write_value(
-                "high_water_mark", lambda old: old if old is not None and Decimal(old) >= total else str(total)
-            )
-        if self._baseline < 0 and reading.max_drawdown_pct >= 0:
-            self._baseline = Decimal(0)  # the provider saw a new peak
-            self._write_value("drawdown_baseline_pct", lambda old: None)
-        own = rules.drawdown_from_peak(reading.total_value, self._high_water)
-        theirs = rules.rebased_drawdown(reading.max_drawdown_pct, self._baseline)
-        self._drawdowns = {"own": own, "provider": theirs, "effective": min(own, theirs)}
-
-        verdicts = {
-            "daily_loss": rules.daily_loss(reading.daily_pnl_pct, config),
-            "max_drawdown": rules.drawdown(min(own, theirs), config),
-            "volatility": rules.volatility(reading.daily_pnl_pct, reading.daily_returns, config),
-        }
-        self._verdicts.update(verdicts)
-        for name, verdict in verdicts.items():
-            if name != "volatility":  # it has no warning level
-                self._warn(name, verdict, pending)
-            if verdict.level is Level.TRIP and name not in self._trips:
-                if name == "max_drawdown":
-                    self._engage(verdict.message, mono, now, pending, actor="circuit_breakers")
-                else:
-                    self._latch(name, verdict.message, now, mono, pending)
-
-    def _apply_time_rules(self, mono: float, now: dt.datetime, pending: Pending) -> None:
-        """Lift day halts on a new trading day, and (with auto_recovery) after the cooldown if cleared."""
-        if not self._trips:
-            return
-        today = self.config.trading_day(now)
-        for name in _DAY_HALTS:
-            trip = self._trips.get(name)
-            if trip is None:
-                continue
-            verdict = self._verdicts.get(name)  # None until a reading after a restart or adoption
-            cleared = verdict is not None and verdict.level is not Level.TRIP
-            cooled = self.config.auto_recovery and mono - trip.at_mono >= self.config.cooldown_seconds
-            if today > trip.day or (cooled and cleared):  # a wall clock stepped back lifts nothing
-                self._release(name, pending)
-
     # --- trading API --------------------------------------------------------------------------
 
     def can_trade(self) -> bool:
         """Whether trading may go ahead now. Never calls the provider; never blocks on I/O.
 
         False while the kill switch, a daily-loss or volatility halt, or an open connection
-        breaker holds, while the provider fails, the state cannot be written, or (while
-        monitoring) the last good reading is older than the staleness bound.
+        breaker holds, while the provider fails, the state cannot be read or written, the audit
+        trail cannot be written, or (while monitoring) the last good reading is older than the
+        staleness bound.
         """
-        if self._attention or self._connection._period.state is CircuitState.OPEN:
-            if self._faults or "max_drawdown" in self._trips:
-                return False  # only a reading or a person lifts these, never time: no need to look
-            trips = tuple(self._trips.values())  # one atomic copy; no lock needed to read it
-            if trips:
+        core = self._core
+        if core.attention or self._connection._period.state is CircuitState.OPEN:
+            if core.certain:
+                return False  # only a reading, a write or a person lifts these, never time: no need to look
+            bounds = core.day_bounds  # one atomic read; no lock needed
+            if bounds:
                 now, mono = self._clock.now(), self._mono()
-                for trip in trips:
-                    if now < trip.holds_before[0] and mono < trip.holds_before[1]:
+                for wall, day, auto in bounds:
+                    if (now < wall or mono < day) and mono < auto:
                         return False
             return not self.get_blocking_reasons()
         if self._monitoring:
@@ -562,43 +484,35 @@ class TradingCircuitBreakers:
 
     def get_blocking_reasons(self) -> List[str]:
         """One line for each thing that blocks trading now, each starting with the breaker's name."""
+        return [f"{name}: {text}" for name, text in self._current_blocks()]
+
+    def _current_blocks(self) -> List[Tuple[str, str]]:
         connection = self._connection_block()
         pending: Pending = []
-        with self._lock:
-            mono = self._mono()
-            self._apply_time_rules(mono, self._clock.now(), pending)
-            blocks = self._blocks(mono, connection)
+        with self._core.lock:
+            self._core.apply_time_rules(self._cleared, pending)
+            blocks = self._blocks(self._mono(), connection)
         fire(pending)
-        return [f"{name}: {text}" for name, text in blocks]
+        return blocks
 
     def _blocks(self, mono: float, connection: Optional[str]) -> List[Tuple[str, str]]:
-        """(breaker name, why) for everything that blocks trading now. Lock held."""
-        blocks = []
-        if "max_drawdown" in self._trips:
-            blocks.append(("max_drawdown", f"kill switch engaged: {self._trips['max_drawdown'].reason}"))
-        blocks.extend((name, self._trips[name].reason) for name in _DAY_HALTS if name in self._trips)
+        """(breaker name, why) for everything that blocks trading now. Core lock held."""
+        blocks = self._core.blocks()
         if connection is not None:
-            blocks.append(("connection", connection))
-        blocks.extend(self._faults.items())
-        if self._monitoring and "monitor" not in self._faults:
-            if self._last_good is None:
+            blocks.insert(len(self._core.held()), ("connection", connection))
+        if self._monitoring and self._core.fault("monitor") is None:
+            last = self._last_good
+            if last is None:
                 blocks.append(("monitor", "no good provider reading yet"))
-            elif mono - self._last_good > self._stale_after:
-                age = mono - self._last_good
-                blocks.append(("monitor", f"last good reading {age:.1f}s ago (limit {self._stale_after:g}s)"))
+            elif mono - last > self._stale_after:
+                blocks.append(("monitor", f"last good reading {mono - last:.1f}s ago (limit {self._stale_after:g}s)"))
         return blocks
 
     def _trading_state(self) -> Tuple[TradingState, str]:
         """The trading state and, unless ACTIVE, why (only the breaker names when REDUCING)."""
         if self.can_trade():  # nothing blocks: ACTIVE, found without the lock
             return _ACTIVE
-        connection = self._connection_block()
-        pending: Pending = []
-        with self._lock:
-            mono = self._mono()
-            self._apply_time_rules(mono, self._clock.now(), pending)
-            blocks = self._blocks(mono, connection)
-        fire(pending)
+        blocks = self._current_blocks()
         state = self._classify(blocks)
         if state is TradingState.REDUCING:  # the names say enough: "reduce-only (daily_loss)"
             return state, ", ".join(name for name, _ in blocks)
@@ -617,15 +531,16 @@ class TradingCircuitBreakers:
         return self._trading_state()[0]
 
     def _connection_block(self) -> Optional[str]:
-        """Why the connection breaker blocks, or None. Call with the facade lock released: reading the
-        breaker may fire its callbacks."""
+        """Why the connection breaker blocks, or None. Call with no lock held: reading the breaker may
+        fire its callbacks."""
         return self._connection_reason() if self._connection.state is CircuitState.OPEN else None
 
     def _connection_reason(self) -> str:
         status = self._connection.get_status()
         retry = status["seconds_until_retry"]
         return (
-            f"{status['failed_requests']} failures (threshold {self.config.connection_failure_threshold}); "
+            f"{status['failures_in_window']} failures in the last minute "
+            f"(threshold {self.config.connection_failure_threshold}); "
             f"last: {status['last_failure_message']}" + (f"; retry in {retry:.1f}s" if retry else "")
         )
 
@@ -650,7 +565,7 @@ class TradingCircuitBreakers:
         """The verdict on adding ``proposed_value`` to ``symbol``, remembered for status and warnings."""
         if not isinstance(symbol, str) or not symbol:
             raise ConfigTypeError(f"symbol must be a non-empty str, got {symbol!r}")
-        verdict = self._concentration(symbol, to_decimal("proposed_value", proposed_value))
+        verdict = self._concentration(symbol, check_amount("proposed_value", proposed_value, signed=True))
         pending: Pending = []
         with self._lock:
             self._verdicts["position_concentration"] = verdict
@@ -673,7 +588,12 @@ class TradingCircuitBreakers:
         return verdict
 
     def record_connection_failure(self, error: Union[BaseException, str, None] = None) -> None:
-        """Count a broker connection failure (an exception or a message); enough of them halt trading."""
+        """Count a broker connection failure (an exception or a message); enough of them halt trading.
+
+        Raises ConfigTypeError, counting nothing, for anything else.
+        """
+        if error is not None and not isinstance(error, (BaseException, str)):
+            raise ConfigTypeError(f"error must be an exception, a str or None, got {error!r}")
         self._connection.record_failure(error)
 
     def record_connection_success(self) -> None:
@@ -688,23 +608,17 @@ class TradingCircuitBreakers:
                 connection._succeeded(ticket)
 
     def record_cash_flow(self, amount: Decimal) -> None:
-        """Move the library's high-water mark by a deposit (+) or withdrawal (-) so it is not read as P&L.
+        """Move the high-water mark by a deposit (+) or withdrawal (-) so it is not read as P&L.
 
-        Call it when the cash moves; the monitor may take one reading in between. Raises
+        Call it when the cash moves; the monitor may take one reading in between. Written to the
+        store before it applies: raises StateStoreError (nothing moved) if it cannot be, and
         ConfigTypeError for floats.
         """
-        delta = to_decimal("amount", amount)
-
-        def moved(old: Optional[str]) -> Optional[str]:
-            if old is None:
-                return None
-            mark = Decimal(old) + delta
-            return str(mark) if mark > 0 else None
-
-        with self._lock:
-            if self._high_water is not None:
-                self._high_water = self._high_water + delta if self._high_water + delta > 0 else None
-                self._write_value("high_water_mark", moved)
+        delta = check_amount("amount", amount, signed=True)
+        pending: Pending = []
+        with self._lock, self._core.lock:
+            self._core.move_high_water(delta, pending)
+        fire(pending)
 
     def trade_guard(self, symbol: Union[str, Order, None] = None, value: Optional[Decimal] = None) -> TradeGuard:
         """A ``with`` block that may trade only if trading is allowed now.
@@ -768,8 +682,9 @@ class TradingCircuitBreakers:
     def register_kill_handler(self, handler: Callable[[str], object]) -> None:
         """Call ``handler(reason)`` once each time the kill switch engages, e.g. to cancel working orders.
 
-        Runs synchronously on the thread that engaged it, after every lock is released; one that
-        raises is logged and the others still run. Each outcome is in ``get_status()``.
+        Runs synchronously on the thread that engaged it (or heard of it from the store), after
+        every lock is released; one that raises, even ``SystemExit``, is logged and the others
+        still run. Each outcome is in ``get_status()``.
         """
         self._on_kill.add(handler)
 
@@ -784,34 +699,45 @@ class TradingCircuitBreakers:
 
         return guarded_call
 
-    # --- resets ---------------------------------------------------------------------------------
+    # --- the kill switch and resets -------------------------------------------------------------
 
     @property
     def kill_switch_active(self) -> bool:
         """Whether the kill switch is engaged."""
-        return "max_drawdown" in self._trips
+        return self._core.kill_switch_engaged
 
-    def engage_kill_switch(self, reason: str, *, actor: Optional[str] = None) -> None:
-        """Engage the kill switch by hand; it stays engaged until :meth:`reset_kill_switch`."""
+    def engage_kill_switch(self, reason: object, *, actor: object = None) -> None:
+        """Engage the kill switch by hand for every process sharing the state; only a keyed reset releases it.
+
+        Never refused and never half done: any ``reason`` (and ``actor``) is recorded as its
+        ``str()``. The switch holds at once; the kill handlers and trip callbacks run before this
+        returns; the record reaches the store, and the audit trail, as soon as they can be written
+        (trading stays blocked until then).
+        """
         pending: Pending = []
-        with self._lock:
-            self._engage(reason, self._mono(), self._clock.now(), pending, actor=actor or "manual")
+        with self._core.lock:
+            self._core.engage(KILL_SWITCH, reason, "manual" if actor is None else actor, pending)
         fire(pending)
 
     def reset_kill_switch(self, auth_key: Union[str, bytes], *, actor: Optional[str] = None) -> bool:
-        """Release the kill switch if ``auth_key`` is right; return whether it was right.
+        """Release the kill switch, for every process sharing the state, if ``auth_key`` is right;
+        return whether it was right.
 
         Re-bases the drawdown: from now on it is measured from the current value, so a desk that
         is still under water is not killed again at once. A right key while the kill switch is not
-        engaged changes nothing (no re-base: that would hide a drawdown) and is not audited. Wrong
-        keys are logged (never the key) and, after ``reset_max_attempts`` in a row, lock further
-        attempts out. Raises
-        KillSwitchError when no reset key is configured or while locked out. Every refusal is
-        audited too, with why (wrong key, locked out, no key), never with the key.
+        engaged changes nothing (no re-base: that would hide a drawdown). Wrong keys are logged
+        (never the key), counted with the state, and after ``reset_max_attempts`` in a row lock
+        further attempts out. Raises KillSwitchError when no reset key is configured or while
+        locked out, StateStoreError (nothing released) when the release cannot be written, and
+        ConfigTypeError for an ``actor`` that is not a str. Every refusal is audited too, with why,
+        never with the key. Blocks for one scrypt hash and the store's writes.
         """
+        if actor is not None and not isinstance(actor, str):
+            raise ConfigTypeError(f"actor must be a str or None, got {actor!r}")
+        self._sync()
         try:
             accepted = self._guard.check(auth_key)
-        except KillSwitchError as exc:
+        except (KillSwitchError, StateStoreError) as exc:
             self._audit_refusal(str(exc), actor)
             raise
         if not accepted:
@@ -820,47 +746,43 @@ class TradingCircuitBreakers:
                 f"wrong key; resets locked out for {locked_for:.1f}s" if locked_for else "wrong key", actor
             )
             return False
-        unreadable = False
-        if "state" in self._faults:
-            try:
-                _parse_snapshot(self._state.snapshot(), self._state.describe())
-            except StateStoreError:
-                unreadable = True
         pending: Pending = []
-        with self._lock:
-            if not unreadable and "max_drawdown" not in self._trips:
-                logger.info("reset_kill_switch: the kill switch is not engaged; nothing to release")
-                return True
-            if unreadable:  # with the key, the operator chooses to start from a fresh state
-                self._unsent.clear()
-                if self._write(lambda state: state.reset()):
-                    self._faults.pop("state", None)
-            if self._reading is not None:
-                self._rebase(self._reading)
-            else:  # no reading since a restart: re-base on the first one
-                self._rebase_pending = True
-            self._release("max_drawdown", pending)
-            self._record_audit("kill_switch_reset", reason="reset with key", actor=actor)
-        fire(pending)
+        try:
+            with self._lock, self._core.lock:
+                core = self._core
+                if not core.kill_switch_engaged:
+                    logger.info("reset_kill_switch: the kill switch is not engaged; nothing to release")
+                    return True
+                if self._reading is not None:  # re-base first: released against the old mark, it would re-engage
+                    core.set_high_water(
+                        self._reading.total_value, min(self._reading.max_drawdown_pct, Decimal(0)), pending
+                    )
+                else:
+                    self._rebase_pending = True  # no reading since a restart: re-base on the first one
+                core.release_kill_switch(actor, pending, by="key")
+        finally:
+            fire(pending)
         return True
 
     def _audit_refusal(self, reason: str, actor: Optional[str]) -> None:
         """Audit a refused reset; the refusal stays the answer even if the trail cannot be written."""
-        with self._lock:
-            self._record_audit("kill_switch_reset_refused", reason=reason, actor=actor)
+        pending: Pending = []
+        with self._core.lock:
+            self._core.audit_event("kill_switch_reset_refused", reason, actor, pending)
+        fire(pending)
 
     def reset_breaker(self, name: str) -> bool:
         """Reset one breaker by name; True if it reset something.
 
-        The kill switch (``max_drawdown``) refuses with KillSwitchError while
+        The kill switch (``max_drawdown``) refuses with KillSwitchError (audited) while
         ``require_manual_reset`` is on; unknown names raise UnknownBreakerError (a KeyError).
-        Resetting ``rate_limit`` on a shared store that cannot be reached raises StateStoreError
-        and changes nothing.
+        Resetting ``rate_limit`` on a shared store that cannot be reached, or a day halt whose
+        release cannot be written, raises StateStoreError and changes nothing.
         """
+        if not isinstance(name, str):
+            raise ConfigTypeError(f"breaker name must be a str, got {name!r}")
         if name not in BREAKER_NAMES:
             raise UnknownBreakerError(name, BREAKER_NAMES)
-        if name == "max_drawdown" and self.config.require_manual_reset and self.kill_switch_active:
-            raise KillSwitchError("the kill switch needs reset_kill_switch(key) (require_manual_reset is on)")
         if name == "rate_limit":
             had_orders = any(limit["calls_in_window"] for limit in self._limiter.status()["limits"])
             self._limiter.reset()
@@ -870,23 +792,37 @@ class TradingCircuitBreakers:
             self._connection.reset()
             return not was_closed
         pending: Pending = []
-        with self._lock:
+        refused = False
+        with self._lock, self._core.lock:
+            core = self._core
             if name == "position_concentration":
                 keys = [key for key in self._warnings if key.split(":", 1)[0] == name]
                 for key in keys:
                     del self._warnings[key]
                 changed = bool(keys)
+            elif name == KILL_SWITCH:
+                # Decided under the core's lock: an engage on another thread cannot slip in between.
+                if not core.kill_switch_engaged:
+                    changed = False
+                elif self.config.require_manual_reset:
+                    refused, changed = True, False
+                    why = "reset_breaker: require_manual_reset is on"
+                    core.audit_event("kill_switch_reset_refused", why, None, pending)
+                else:
+                    changed = core.release_kill_switch(None, pending, by="reset_breaker")
             else:
-                changed = self._release(name, pending)
-                if changed and name == "max_drawdown":
-                    self._record_audit("kill_switch_reset", reason="reset_breaker", actor=None)
+                changed = core.release_day_halt(name, pending)
+                if not changed and name in core.held():
+                    raise StateStoreError(f"cannot lift {name}: the store did not take the release")
         fire(pending)
+        if refused:
+            raise KillSwitchError("the kill switch needs reset_kill_switch(key) (require_manual_reset is on)")
         return changed
 
     def reset_all(self) -> None:
         """Reset every breaker except the kill switch."""
         for name in BREAKER_NAMES:
-            if name != "max_drawdown":
+            if name != KILL_SWITCH:
                 self.reset_breaker(name)
 
     # --- callbacks ------------------------------------------------------------------------------
@@ -903,55 +839,37 @@ class TradingCircuitBreakers:
         """Call ``callback(name)`` when a halt lifts."""
         self._on_recovery.add(callback)
 
-    # --- monitoring -----------------------------------------------------------------------------
-
-    def start_monitoring(self) -> None:
-        """Take a first reading now, then poll every ``check_interval_seconds`` on a daemon thread.
-
-        Blocks for the first reading. A second call while running does nothing.
-        """
-        if self._monitor.alive:
-            return
-        with self._lock:
-            self._monitoring = True
-            self._faults.pop("monitor", None)
-            self._attention = bool(self._trips or self._faults)
-        self.check_now()
-        self._monitor.start()
-
-    def stop_monitoring(self, timeout: float = 2.0) -> bool:
-        """Stop the monitor thread; True if it ended within ``timeout`` seconds (see Monitor.stop)."""
-        with self._lock:
-            self._monitoring = False
-            self._faults.pop("monitor", None)
-            self._attention = bool(self._trips or self._faults)
-        return self._monitor.stop(timeout)
-
-    def _monitor_exited(self, error: Optional[BaseException]) -> None:
-        pending: Pending = []
-        with self._lock:
-            if self._monitoring:
-                self._faults["monitor"] = f"monitor thread died: {error!r}"
-                self._attention = True
-                pending.append((self._on_trip, ("monitor", self._faults["monitor"])))
-        fire(pending)
-
     # --- status ---------------------------------------------------------------------------------
 
     def get_status(self) -> TradingStatus:
         """A consistent snapshot of every breaker, with figures, limits and last trips."""
         connection_block = self._connection_block()
         pending: Pending = []
-        with self._lock:
+        with self._lock, self._core.lock:
+            core = self._core
             mono = self._mono()
-            self._apply_time_rules(mono, self._clock.now(), pending)
+            core.apply_time_rules(self._cleared, pending)
             blocks = self._blocks(mono, connection_block)
-            details = self._details()
-            kill_switch = "max_drawdown" in self._trips
+            details = build_details(
+                self.config,
+                held=core.held(),
+                last=dict(core.last),
+                verdicts=self._verdicts,
+                warned=self._warning_names(),
+            )
+            details["max_drawdown"].update(
+                own_high_water_mark=core.high_water,
+                own_drawdown_pct=self._drawdowns.get("own"),
+                provider_drawdown_pct=self._drawdowns.get("provider"),
+                drawdown_baseline_pct=core.baseline,
+            )
+            details["state"] = core.health()
+            kill_switch = core.kill_switch_engaged
             warnings = self._warning_names()
             last_good = self._last_good
             monitoring = self._monitoring
         fire(pending)
+        details["max_drawdown"]["reset"] = self._guard.status()
         reasons = [f"{name}: {text}" for name, text in blocks]
         try:
             limiter: Optional[List[Dict[str, Any]]] = self._limiter.status()["limits"]
@@ -959,8 +877,7 @@ class TradingCircuitBreakers:
         except StateStoreError as exc:  # a shared limiter whose store is down: record_order() refuses
             limiter = None
             details["rate_limit"] = {"limits": None, "error": str(exc)}
-        connection = self._connection.get_status()
-        details["connection"] = connection
+        details["connection"] = self._connection.get_status()
         details["orders"] = self._gate.status()
         details["max_drawdown"]["kill_handlers"] = self._on_kill.outcomes()
         return TradingStatus(
@@ -978,40 +895,16 @@ class TradingCircuitBreakers:
             details=details,
         )
 
-    def _details(self) -> Dict[str, Dict[str, Any]]:
-        config = self.config
-        limits: Dict[str, Tuple[Any, Any]] = {
-            "daily_loss": (config.daily_loss_limit_pct, config.daily_loss_warning_pct),
-            "max_drawdown": (config.max_drawdown_pct, config.drawdown_warning_pct),
-            "volatility": (config.volatility_std_threshold, None),
-            "position_concentration": (config.max_position_pct, config.position_warning_pct),
-        }
-        details: Dict[str, Dict[str, Any]] = {}
-        warned = self._warning_names()
-        for name, (limit, warning) in limits.items():
-            verdict = self._verdicts.get(name)
-            last = self._last_trips.get(name)
-            tripped = name in self._trips
-            details[name] = {
-                "state": "tripped" if tripped else ("warning" if name in warned else "ok"),
-                "tripped": tripped,
-                "warning": name in warned,
-                "value": None if verdict is None else verdict.value,
-                "message": None if verdict is None else verdict.message,
-                "limit": limit,
-                "warning_level": warning,
-                "last_trip_time": None if last is None else last.at,
-                "last_trip_reason": None if last is None else last.reason,
-            }
-        details["max_drawdown"].update(
-            own_high_water_mark=self._high_water,
-            own_drawdown_pct=self._drawdowns.get("own"),
-            provider_drawdown_pct=self._drawdowns.get("provider"),
-            drawdown_baseline_pct=self._baseline,
-            reset=self._guard.status(),
-        )
-        return details
-
     def __repr__(self) -> str:
-        state = "halted" if self._attention else "ok"
+        state = "blocked" if self._core.attention else "ok"
         return f"<TradingCircuitBreakers {state} kill_switch={'on' if self.kill_switch_active else 'off'}>"
+
+
+def _release(subscription: Optional[Subscription], store: Store) -> None:
+    """What an instance leaves behind when closed or collected: the listener thread and the store's connections."""
+    if subscription is not None:
+        subscription.close()
+    store.close()
+
+
+__all__ = ["BREAKER_NAMES", "TradingCircuitBreakers"]

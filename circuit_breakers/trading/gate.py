@@ -45,6 +45,7 @@ class _Facts:
     reference_error: Optional[str]
     position: Optional[Decimal]
     position_error: Optional[str]
+    working: Optional[Decimal]  # the broker's working quantity on the order's symbol and side, if it says
     exposure: Optional[Decimal]
     exposure_error: Optional[str]
     concentration: Optional[Verdict]
@@ -87,6 +88,10 @@ def _reduces(order: Order, position: Decimal, working: Decimal = Decimal(0)) -> 
     return position < 0 and order.quantity + working <= -position
 
 
+_UNTRACKED_FOR = 86_400.0
+"""Seconds an order sent without a client_order_id is assumed to be still working (a trading day)."""
+
+
 class PreTradeGate:
     """Per-order checks over :class:`OrderLimits`; thread-safe."""
 
@@ -106,6 +111,8 @@ class PreTradeGate:
         self._recent_order: Deque[Tuple[float, Tuple[Any, ...]]] = deque()
         self._pending: Dict[str, _Pending] = {}
         self._pending_notional = Decimal(0)  # remaining x price over pending orders that add exposure
+        # (symbol, side) -> (orders accepted without a client_order_id, when the last was)
+        self._untracked: Dict[Tuple[str, Side], Tuple[int, float]] = {}
 
     # --- facts (no lock) --------------------------------------------------------------------------
 
@@ -124,6 +131,13 @@ class PreTradeGate:
         position, position_error = (
             _ask(provider, "get_position_quantity", order.symbol) if state is TradingState.REDUCING else (None, None)
         )
+        working: Optional[Decimal] = None
+        if state is TradingState.REDUCING and hasattr(provider, "get_working_quantity"):
+            working, working_error = _ask(
+                provider, "get_working_quantity", order.symbol, order.side, minimum=Decimal(0)
+            )
+            if working_error is not None:
+                position, position_error = None, working_error  # fail closed: the reduction cannot be judged
         exposure, exposure_error = (
             _ask(provider, "get_gross_exposure", minimum=Decimal(0))
             if limits.max_gross_exposure is not None
@@ -135,7 +149,7 @@ class PreTradeGate:
         if price is not None and not reducing:
             signed = order.quantity * price * (1 if order.side is Side.BUY else -1)
             verdict = concentration(order.symbol, signed)
-        return _Facts(reference, reference_error, position, position_error, exposure, exposure_error, verdict)
+        return _Facts(reference, reference_error, position, position_error, working, exposure, exposure_error, verdict)
 
     # --- decision (lock held) --------------------------------------------------------------------
 
@@ -157,7 +171,22 @@ class PreTradeGate:
             if facts.position is None:
                 why = facts.position_error or "position not read (the desk turned reduce-only meanwhile)"
                 return OrderDecision(False, RejectReason.REDUCE_ONLY, f"reduce-only ({halted}); {why}")
-            working = self._working_reductions(order)
+            untracked = self._untracked_working(order, now)
+            if facts.working is None and (order.client_order_id is None or untracked):
+                missing = (
+                    "this order has no client_order_id"
+                    if order.client_order_id is None
+                    else f"{untracked} earlier {order.side.value} orders in {order.symbol} had no client_order_id"
+                )
+                return OrderDecision(
+                    False,
+                    RejectReason.REDUCE_ONLY,
+                    f"reduce-only ({halted}): the quantity still working cannot be known: {missing} "
+                    "(give client_order_ids and report fills, or let the provider implement get_working_quantity)",
+                )
+            working = self._working(order)
+            if facts.working is not None:
+                working = max(working, facts.working)
             reducing = _reduces(order, facts.position, working)
             if not reducing:
                 also = f" (with {working} already working)" if working else ""
@@ -205,6 +234,13 @@ class PreTradeGate:
                 )
         if order.client_order_id is not None and order.client_order_id in self._pending:
             return OrderDecision(False, RejectReason.DUPLICATE, f"client_order_id {order.client_order_id} is pending")
+        if order.client_order_id is not None and len(self._pending) >= self.limits.max_pending_orders:
+            return OrderDecision(
+                False,
+                RejectReason.TOO_MANY_PENDING,
+                f"{len(self._pending)} orders pending (limit {self.limits.max_pending_orders}): "
+                "report fills and cancels (order_filled / order_cancelled)",
+            )
         limit = self.limits.max_gross_exposure
         if limit is not None and not reducing:
             if facts.exposure is None:
@@ -221,16 +257,24 @@ class PreTradeGate:
             return OrderDecision(False, RejectReason.CONCENTRATION, f"{order.symbol}: {facts.concentration.message}")
         return ACCEPTED
 
-    def _working_reductions(self, order: Order) -> Decimal:
-        """Quantity of pending risk-reducing orders on the same symbol and side."""
+    def _working(self, order: Order) -> Decimal:
+        """Quantity still working of every pending order on the same symbol and side, whatever the
+        state it was sent in: a sell accepted while ACTIVE shrinks the long a later sell may take."""
         return sum(
             (
                 entry.remaining
                 for entry in self._pending.values()
-                if entry.reduces and entry.order.symbol == order.symbol and entry.order.side is order.side
+                if entry.order.symbol == order.symbol and entry.order.side is order.side
             ),
             Decimal(0),
         )
+
+    def _untracked_working(self, order: Order, now: float) -> int:
+        """How many orders on the symbol and side were accepted without an id within the last day."""
+        seen = self._untracked.get((order.symbol, order.side))
+        if seen is None or now - seen[1] >= _UNTRACKED_FOR:
+            return 0
+        return seen[0]
 
     def decide(
         self, order: Order, facts: _Facts, trading_state: Callable[[], Tuple[TradingState, str]], *, record: bool
@@ -278,7 +322,11 @@ class PreTradeGate:
         if self.limits.duplicate_window_seconds is not None:
             self._recent[order.fingerprint] = now
             self._recent_order.append((now, order.fingerprint))
-        if order.client_order_id is not None:
+        if order.client_order_id is None:
+            key = (order.symbol, order.side)
+            count = self._untracked_working(order, now)
+            self._untracked[key] = (count + 1, now)
+        else:
             # A market order without a reference price was refused, so one of the two is set.
             price = order.price if order.price is not None else facts.reference or Decimal(0)
             self._pending[order.client_order_id] = _Pending(order, order.quantity, price, reduces)

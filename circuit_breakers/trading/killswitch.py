@@ -9,23 +9,17 @@ event in the log and, when given a path, in an append-only file that is fsync'ed
 from __future__ import annotations
 
 import datetime as _dt
-import enum
 import hashlib
 import hmac
-import json
 import logging
-import os
 import secrets
-import socket
 import threading
 from collections.abc import Mapping
-from decimal import Decimal
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
 
 from circuit_breakers.clock import Clock
 from circuit_breakers.config import check_int, check_number
 from circuit_breakers.errors import ConfigError, ConfigTypeError, KillSwitchError, StateStoreError
-from circuit_breakers.stores.file import fsync_directory
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +44,18 @@ def _as_bytes(value: object) -> Optional[bytes]:
     if isinstance(value, bytes):
         return value
     return None
+
+
+def secret_bytes(secret: object) -> Optional[bytes]:
+    """A reset secret as bytes (None for None); ConfigTypeError / ConfigError that never show its value."""
+    if secret is None:
+        return None
+    data = _as_bytes(secret)
+    if data is None:
+        raise ConfigTypeError(f"reset key must be a str or bytes, got a {type(secret).__name__}")
+    if not data:
+        raise ConfigError("reset key must not be empty")
+    return data
 
 
 class ResetKey:
@@ -130,13 +136,49 @@ def _hex_field(data: Mapping[str, Any], name: str, size: int) -> bytes:
     return raw
 
 
+Attempts = Tuple[int, Optional[_dt.datetime]]
+"""Consecutive wrong keys, and the wall time until which resets are locked out (None: not locked)."""
+
+
+class LockoutRecord(Protocol):
+    """Where the wrong-key count and the lockout are kept, so that every process and restart sees them."""
+
+    def read(self) -> Attempts:
+        """The current count and lockout; raises StateStoreError if they cannot be read."""
+        ...
+
+    def update(self, change: Callable[[Attempts], Attempts]) -> Attempts:
+        """Atomically replace them by ``change(current)`` and return the result; StateStoreError on failure."""
+        ...
+
+
+class LocalLockout:
+    """A LockoutRecord in this process's memory only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards _attempts
+        self._attempts: Attempts = (0, None)
+
+    def read(self) -> Attempts:
+        with self._lock:
+            return self._attempts
+
+    def update(self, change: Callable[[Attempts], Attempts]) -> Attempts:
+        with self._lock:
+            self._attempts = change(self._attempts)
+            return self._attempts
+
+
 class ResetGuard:
     """Checks reset keys and locks resets out after ``max_attempts`` consecutive wrong ones.
 
-    A lockout lasts ``lockout_seconds`` of monotonic time, refuses every key (the right one too)
-    without hashing it, and on expiry restores a full set of attempts. ``max_attempts=0`` disables
-    the lockout. Thread-safe: attempts racing a lockout that another thread just triggered are
-    refused too, so at most ``max_attempts`` wrong keys are ever counted before it.
+    The count and the lockout live in ``record`` (by default this process's memory; the trading
+    breakers keep them with their state, so that every process sharing it, and every restart,
+    counts toward one lockout). A lockout lasts ``lockout_seconds``, by the wall clock in the
+    record and by this process's monotonic clock too (so a wall clock stepped forward shortens
+    nothing here); it refuses every key (the right one too) without hashing it, and on expiry
+    restores a full set of attempts. ``max_attempts=0`` disables the lockout. Thread-safe: attempts
+    racing a lockout that another thread or process just triggered are refused too.
     """
 
     def __init__(
@@ -146,6 +188,7 @@ class ResetGuard:
         clock: Clock,
         max_attempts: int = 5,
         lockout_seconds: float = 300.0,
+        record: Optional[LockoutRecord] = None,
     ) -> None:
         if key is not None and not isinstance(key, ResetKey):
             # The type name only: a raw secret passed here by mistake must not reach the message.
@@ -156,9 +199,22 @@ class ResetGuard:
         self._clock = clock
         self._max_attempts = check_int("max_attempts", max_attempts, 0)
         self._lockout_seconds = check_number("lockout_seconds", lockout_seconds)
-        self._lock = threading.Lock()  # guards _failures and _locked_until
+        self._record: LockoutRecord = LocalLockout() if record is None else record
+        self._lock = threading.Lock()  # guards _failures, _locked_until and _seen (this process's view)
         self._failures = 0
-        self._locked_until: Optional[float] = None
+        self._locked_until: Optional[float] = None  # monotonic
+        self._seen: Tuple[Optional[_dt.datetime], float] = (None, 0.0)  # a stored lockout, and when first seen
+
+    @property
+    def key(self) -> Optional[ResetKey]:
+        """The reset key's hash, or None."""
+        return self._key
+
+    def bind(self, key: Optional[ResetKey]) -> None:
+        """Check keys against ``key`` from now on (the trading breakers bind the one stored with the state)."""
+        if key is not None and not isinstance(key, ResetKey):
+            raise ConfigTypeError(f"key must be a ResetKey or None, got a {type(key).__name__}")
+        self._key = key
 
     @property
     def has_key(self) -> bool:
@@ -168,30 +224,48 @@ class ResetGuard:
     def check(self, candidate: object) -> bool:
         """True if ``candidate`` is the reset key; False (and one more failure counted) if not.
 
-        Raises KillSwitchError if no key is configured or resets are locked out; the message gives
-        the seconds left. Takes one scrypt derivation, computed with no lock held.
+        Raises KillSwitchError if no key is configured or resets are locked out (the message gives
+        the seconds left), StateStoreError if the count cannot be read or written (the attempt is
+        refused then). Takes one scrypt derivation, computed with no lock held.
         """
         key = self._key
         if key is None:
             raise KillSwitchError("no reset key configured; the kill switch cannot be reset with a key")
-        ok = locked_now = False
-        failures = 0
         with self._lock:
-            refusal = self._refusal()
+            refusal = self._local_refusal()
         if refusal is None:
-            ok = key.verify(candidate)
-            with self._lock:
-                # Another thread may have triggered a lockout while this one was hashing.
-                refusal = self._refusal()
-                if refusal is None:
-                    failures = 0 if ok else self._failures + 1
-                    self._failures = failures
-                    locked_now = bool(self._max_attempts) and failures >= self._max_attempts
-                    if locked_now:
-                        self._locked_until = self._clock.monotonic() + self._lockout_seconds
+            refusal = self._stored_refusal(self._record.read(), self._clock.now())
         if refusal is not None:
             logger.warning("kill switch reset refused: %s", refusal)
             raise KillSwitchError(f"kill switch reset {refusal}")
+        ok = key.verify(candidate)
+        now = self._clock.now()
+        raced: List[str] = []
+
+        def count(attempts: Attempts) -> Attempts:
+            raced.clear()
+            failures, until = attempts
+            left = self._stored_left(until, now)
+            if until is not None and left <= 0:
+                failures, until = 0, None  # an expired lockout: a full set of attempts again
+            if until is not None:  # another thread or process locked resets out while this one hashed
+                raced.append(self._describe_lockout(left, failures))
+                return failures, until
+            if ok:
+                return 0, None
+            failures += 1
+            locked = bool(self._max_attempts) and failures >= self._max_attempts
+            return failures, now + _dt.timedelta(seconds=self._lockout_seconds) if locked else None
+
+        failures, until = self._record.update(count)
+        locked_now = not raced and until is not None
+        with self._lock:
+            self._failures = failures
+            if locked_now:
+                self._locked_until = self._clock.monotonic() + self._lockout_seconds
+        if raced:
+            logger.warning("kill switch reset refused: %s", raced[0])
+            raise KillSwitchError(f"kill switch reset {raced[0]}")
         if ok:
             logger.info("kill switch reset key accepted")
         elif locked_now:
@@ -205,14 +279,28 @@ class ResetGuard:
         return ok
 
     def status(self) -> Dict[str, Any]:
-        """``failed_attempts`` (consecutive), ``locked_out_for`` (seconds, 0.0 if not) and ``has_key``."""
+        """``failed_attempts`` (consecutive), ``locked_out_for`` (seconds, 0.0 if not) and ``has_key``.
+
+        Never raises: while the record cannot be read, this process's own view is given.
+        """
+        now = self._clock.now()
         with self._lock:
             remaining = self._lockout_remaining()
             failures = self._failures
-        return {"failed_attempts": failures, "locked_out_for": remaining, "has_key": self.has_key}
+        try:
+            stored_failures, until = self._record.read()
+        except StateStoreError:
+            stored_failures, until = failures, None
+        left = self._stored_left(until, now)
+        if left > 0:
+            remaining = max(remaining, left)
+        elif until is not None:
+            stored_failures = 0
+        return {"failed_attempts": max(failures, stored_failures) if remaining else stored_failures,
+                "locked_out_for": remaining, "has_key": self.has_key}
 
     def _lockout_remaining(self) -> float:
-        """Seconds of lockout left, ending an expired one. Call with ``_lock`` held."""
+        """Seconds of this process's lockout left, ending an expired one. Call with ``_lock`` held."""
         if self._locked_until is None:
             return 0.0
         remaining = self._locked_until - self._clock.monotonic()
@@ -222,148 +310,38 @@ class ResetGuard:
         self._failures = 0
         return 0.0
 
-    def _refusal(self) -> Optional[str]:
-        """Why an attempt is refused now (a lockout), or None. Call with ``_lock`` held."""
+    def _describe_lockout(self, remaining: float, failures: int) -> str:
+        return f"locked out for another {remaining:.1f}s after {failures} consecutive wrong keys"
+
+    def _local_refusal(self) -> Optional[str]:
+        """Why an attempt is refused by this process's own lockout, or None. Call with ``_lock`` held."""
         remaining = self._lockout_remaining()
-        if remaining <= 0:
-            return None
-        return f"locked out for another {remaining:.1f}s after {self._failures} consecutive wrong keys"
+        return None if remaining <= 0 else self._describe_lockout(remaining, self._failures)
+
+    def _stored_left(self, until: Optional[_dt.datetime], now: _dt.datetime) -> float:
+        """Seconds a stored lockout still holds: until its wall time passes, and at most
+        ``lockout_seconds`` after this process first saw it (so a wall clock stepped back cannot
+        stretch it). A wall clock stepped forward shortens it only where this process did not
+        trigger it itself (its own lockout runs on the monotonic clock)."""
+        if until is None or until <= now:
+            return 0.0
+        mono = self._clock.monotonic()
+        with self._lock:
+            if self._seen[0] != until:
+                self._seen = (until, mono)
+            observed = mono - self._seen[1]
+        return max(min((until - now).total_seconds(), self._lockout_seconds - observed), 0.0)
+
+    def _stored_refusal(self, attempts: Attempts, now: _dt.datetime) -> Optional[str]:
+        failures, until = attempts
+        left = self._stored_left(until, now)
+        return None if left <= 0 else self._describe_lockout(left, failures)
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
             f"ResetGuard(has_key={self.has_key}, max_attempts={self._max_attempts}, "
             f"lockout_seconds={self._lockout_seconds:g})"
         )
-
-
-_RESERVED_AUDIT_FIELDS = frozenset({"time", "event", "reason", "actor", "pid", "host"})
-
-
-def _json_default(value: object) -> object:
-    """Encode the non-JSON values an audit entry may carry: Decimal as str, times as ISO 8601."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-class AuditLog:
-    """An append-only trail of kill switch events: one JSON line each, in the log and on disk.
-
-    Each entry is logged at WARNING on ``logger_name`` and, if ``path`` is set, appended to that
-    file and fsync'ed before :meth:`record` returns. Thread-safe: lines from different threads never
-    interleave. Never give it a reset key as a detail; it writes everything it is given.
-    """
-
-    def __init__(
-        self,
-        path: Union[str, os.PathLike[str], None],
-        *,
-        clock: Clock,
-        logger_name: str = "circuit_breakers.audit",
-    ) -> None:
-        if path is not None:
-            if not isinstance(path, (str, os.PathLike)):
-                raise ConfigTypeError(f"audit path must be a str, a path or None, got {path!r}")
-            path = os.fsdecode(os.fspath(path))
-            if not path:
-                raise ConfigError("audit path must not be empty (pass None for no file)")
-        if not isinstance(clock, Clock):
-            raise ConfigTypeError(f"clock must have monotonic() and now(), got {clock!r}")
-        if not isinstance(logger_name, str) or not logger_name:
-            raise ConfigTypeError(f"logger_name must be a non-empty str, got {logger_name!r}")
-        self._path: Optional[str] = path
-        self._clock = clock
-        self._logger = logging.getLogger(logger_name)
-        self._lock = threading.Lock()  # serialises appends, so each line is written whole and in order
-
-    @property
-    def path(self) -> Optional[str]:
-        """The file entries are appended to, or None."""
-        return self._path
-
-    def record(
-        self,
-        event: str,
-        *,
-        reason: Optional[str] = None,
-        actor: Optional[str] = None,
-        **details: object,
-    ) -> Dict[str, Any]:
-        """Log and append one entry; return it as written (Decimals and datetimes as strings).
-
-        Blocks for a write and an fsync when a path is set. Raises ConfigTypeError if a detail is not
-        JSON-serialisable, ConfigError if a detail reuses a standard field name, and StateStoreError
-        (chained, after logging it) if the file cannot be written; the entry is logged either way.
-        """
-        if not isinstance(event, str) or not event:
-            raise ConfigTypeError(f"audit event must be a non-empty str, got {event!r}")
-        reserved = sorted(_RESERVED_AUDIT_FIELDS.intersection(details))
-        if reserved:
-            raise ConfigError(f"audit detail names {', '.join(reserved)} are reserved")
-        entry: Dict[str, Any] = {
-            "time": self._clock.now().isoformat(),
-            "event": event,
-            "reason": reason,
-            "actor": actor,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            **details,
-        }
-        try:
-            line = json.dumps(entry, default=_json_default, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ConfigTypeError(f"audit entry {event!r} is not JSON-serialisable: {exc}") from exc
-        self._logger.warning("%s", line)
-        if self._path is not None:
-            self._append(self._path, line)
-        written: Dict[str, Any] = json.loads(line)
-        return written
-
-    def _append(self, path: str, line: str) -> None:
-        try:
-            with self._lock:
-                created = not os.path.exists(path)
-                with open(path, "a", encoding="utf-8") as file:
-                    file.write(line + "\n")
-                    file.flush()
-                    os.fsync(file.fileno())
-                if created:
-                    fsync_directory(os.path.dirname(os.path.abspath(path)))
-        except OSError as exc:
-            self._logger.exception("cannot append audit entry to %s", path)
-            raise StateStoreError(f"cannot write audit log {path}: {exc}") from exc
-
-    @staticmethod
-    def read(path: Union[str, os.PathLike[str]]) -> List[Dict[str, Any]]:
-        """Every entry in the audit file at ``path``, oldest first; [] if it does not exist.
-
-        Raises StateStoreError naming the path and line for an unreadable file or a corrupt line.
-        """
-        try:
-            with open(path, encoding="utf-8") as file:
-                lines = file.readlines()
-        except FileNotFoundError:
-            return []
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StateStoreError(f"cannot read audit log {os.fsdecode(path)}: {exc}") from exc
-        entries: List[Dict[str, Any]] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError as exc:
-                raise StateStoreError(f"audit log {os.fsdecode(path)} line {number} is not JSON: {exc}") from exc
-            if not isinstance(entry, dict):
-                raise StateStoreError(f"audit log {os.fsdecode(path)} line {number} is not a JSON object")
-            entries.append(entry)
-        return entries
-
-    def __repr__(self) -> str:
-        return f"AuditLog({self._path!r}, logger={self._logger.name!r})"

@@ -48,12 +48,34 @@ class RejectReason(str, enum.Enum):
     CONCENTRATION = "concentration"
     RATE_LIMIT = "rate_limit"
     MESSAGE_RATE = "message_rate"
+    TOO_MANY_PENDING = "too_many_pending"
+
+
+_LARGEST = Decimal("1e15")  # a quantity or price at or above this is a mistake, and its products overflow
+_SMALLEST = Decimal("1e-12")
+_LARGEST_AMOUNT = Decimal("1e21")
+
+
+def check_amount(name: str, value: object, *, signed: bool = False) -> Decimal:
+    """``value`` as a Decimal amount of money: below 1e21 in size, with at most 18 decimal places.
+
+    ``signed`` allows negative amounts (a sale, a withdrawal). Raises ConfigTypeError / ConfigError
+    naming the field and the value: an amount like ``9E+999999`` would overflow later arithmetic.
+    """
+    number = to_decimal(name, value)
+    if not signed and number < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value!r}")
+    if abs(number) >= _LARGEST_AMOUNT or (number and number.as_tuple().exponent < -18):  # type: ignore[operator]
+        raise ConfigError(f"{name} must be below 1e21 in size with at most 18 decimal places, got {value!r}")
+    return number
 
 
 def _positive(name: str, value: object) -> Decimal:
     number = to_decimal(name, value)
     if number <= 0:
         raise ConfigError(f"{name} must be > 0, got {value!r}")
+    if not _SMALLEST <= number < _LARGEST:
+        raise ConfigError(f"{name} must lie in [1e-12, 1e15), got {value!r}")
     return number
 
 
@@ -171,7 +193,13 @@ class OrderLimits:
     - ``max_messages_per_minute``: orders, cancels and modifies together.
     - ``per_symbol``: :class:`SymbolLimits` overriding the size and collar limits per symbol.
     - ``reducing_breakers``: the halts that leave the desk REDUCING (risk-reducing orders still
-      pass) rather than HALTED; remove a name to make its halt total.
+      pass) rather than HALTED; remove a name to make its halt total. A reducing order counts
+      every order still working on its symbol and side (sent in any state): it needs a
+      ``client_order_id`` (so that fills can be reported), and is refused after an order on the
+      same symbol and side went out without one in the last day, unless the provider implements
+      ``get_working_quantity(symbol, side)`` (the broker's working quantity, which is then used).
+    - ``max_pending_orders``: orders with a ``client_order_id`` remembered until filled or
+      cancelled; past this many, new ones are refused (memory stays bounded).
     """
 
     max_notional: Optional[Decimal] = None
@@ -184,6 +212,7 @@ class OrderLimits:
     per_symbol: Mapping[str, SymbolLimits] = field(default_factory=dict)
     reducing_breakers: FrozenSet[str] = frozenset(_REDUCIBLE)
     price_collar_bps: Optional[Decimal] = None
+    max_pending_orders: int = 10_000
 
     def __post_init__(self) -> None:
         for name in ("max_notional", "max_quantity", "max_gross_exposure"):
@@ -194,6 +223,7 @@ class OrderLimits:
             object.__setattr__(self, "duplicate_window_seconds", seconds)
         if self.max_messages_per_minute is not None:
             check_int("max_messages_per_minute", self.max_messages_per_minute, 1)
+        check_int("max_pending_orders", self.max_pending_orders, 1)
         object.__setattr__(self, "restricted_symbols", _symbols("restricted_symbols", self.restricted_symbols))
         reducing = _symbols("reducing_breakers", self.reducing_breakers)
         if not reducing <= set(_REDUCIBLE):

@@ -7,9 +7,13 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
+from typing import Mapping as TypingMapping
 
+from circuit_breakers.trading.config import TradingBreakerConfig
+from circuit_breakers.trading.latches import Held, Latch
 from circuit_breakers.trading.orders import TradingState
+from circuit_breakers.trading.rules import Verdict
 
 
 def jsonable(value: Any) -> Any:
@@ -55,3 +59,39 @@ class TradingStatus:
         """JSON-serialisable data: Decimals as strings, times in ISO format."""
         result: dict[str, Any] = jsonable({f.name: getattr(self, f.name) for f in fields(self)})
         return result
+
+
+def build_details(
+    config: TradingBreakerConfig,
+    *,
+    held: TypingMapping[str, Held],
+    last: TypingMapping[str, Latch],
+    verdicts: TypingMapping[str, Verdict],
+    warned: Tuple[str, ...],
+) -> Dict[str, Dict[str, Any]]:
+    """Each judged breaker's state, figure, limit, warning level and last trip (who, when, why)."""
+    limits: Dict[str, Tuple[Any, Any]] = {
+        "daily_loss": (config.daily_loss_limit_pct, config.daily_loss_warning_pct),
+        "max_drawdown": (config.max_drawdown_pct, config.drawdown_warning_pct),
+        "volatility": (config.volatility_std_threshold, None),
+        "position_concentration": (config.max_position_pct, config.position_warning_pct),
+    }
+    details: Dict[str, Dict[str, Any]] = {}
+    for name, (limit, warning) in limits.items():
+        verdict = verdicts.get(name)
+        latch = last.get(name)
+        tripped = name in held
+        details[name] = {
+            "state": "tripped" if tripped else ("warning" if name in warned else "ok"),
+            "tripped": tripped,
+            "warning": name in warned,
+            "value": None if verdict is None else verdict.value,
+            "message": None if verdict is None else verdict.message,
+            "limit": limit,
+            "warning_level": warning,
+            "last_trip_time": None if latch is None else latch.since,
+            "last_trip_reason": None if latch is None else latch.reason,
+            "last_trip_actor": None if latch is None else latch.actor,
+            "trading_day": None if latch is None else latch.trading_day,
+        }
+    return details

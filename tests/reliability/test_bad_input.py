@@ -34,6 +34,7 @@ from circuit_breakers import (
     OrderLimits,
     RateLimiter,
     RedisCircuitBreaker,
+    RedisRateLimiter,
     RedisStore,
     Side,
     TradingBreakerConfig,
@@ -105,9 +106,9 @@ def _client(**options: Any) -> redis.Redis:
 
 
 def _redis_breaker(name: str = "api", **kwargs: Any) -> Callable[[World], object]:
-    kwargs.setdefault("client", _client())
-    kwargs.setdefault("namespace", "desk")
-    return lambda w: RedisCircuitBreaker(name, **kwargs)
+    client = kwargs.pop("client", None)
+    namespace = kwargs.pop("namespace", "desk")
+    return lambda w: RedisCircuitBreaker(name, store=RedisStore(client or _client(), namespace), **kwargs)
 
 
 def _config(**fields: Any) -> Callable[[World], object]:
@@ -261,7 +262,7 @@ CASES: List[Case] = [
         "daily_loss_typo",
     ),
     ("reset-empty-breaker", lambda w: w.trading.reset_breaker(""), UnknownBreakerError, "daily_loss"),
-    ("reset-none-breaker", lambda w: w.trading.reset_breaker(None), UnknownBreakerError, "None"),  # type: ignore[arg-type]
+    ("reset-none-breaker", lambda w: w.trading.reset_breaker(None), ConfigTypeError, "None"),  # type: ignore[arg-type]
     ("reset-kill-switch-no-key", lambda w: w.keyless.reset_kill_switch("anything"), KillSwitchError, "no reset key"),
     (
         "reset-breaker-kill-switch",
@@ -312,6 +313,7 @@ CASES: List[Case] = [
     ("redis-store-blank-namespace", lambda w: RedisStore(_client(), "  "), ConfigError, "namespace"),
     ("redis-store-int-namespace", lambda w: RedisStore(_client(), 5), ConfigError, "namespace"),  # type: ignore[arg-type]
     ("redis-breaker-empty-name", _redis_breaker(name=""), ConfigError, "name"),
+    ("redis-breaker-no-store", lambda w: RedisCircuitBreaker("api", store="desk"), ConfigTypeError, "RedisStore"),  # type: ignore[arg-type]
     ("redis-breaker-blank-namespace", _redis_breaker(namespace=" "), ConfigError, "namespace"),
     ("redis-breaker-not-a-client", _redis_breaker(client="localhost"), ConfigTypeError, "client"),
     (
@@ -329,13 +331,13 @@ CASES: List[Case] = [
     ("redis-breaker-bad-config", _redis_breaker(config={}), ConfigTypeError, "CircuitBreakerConfig"),
     (
         "redis-store-breaker-timeout-zero",
-        lambda w: RedisStore(_client()).circuit_breaker("api", timeout=0),
+        lambda w: RedisCircuitBreaker("api", store=RedisStore(_client()), timeout=0),
         ConfigError,
         "timeout",
     ),
     (
         "redis-limiter-no-limits",
-        lambda w: RedisStore(_client()).rate_limiter(name="orders", clock=w.clock),
+        lambda w: RedisRateLimiter(RedisStore(_client()), name="orders"),
         ConfigError,
         "at least one",
     ),
@@ -379,19 +381,19 @@ def test_non_callable_call_counts_nothing_even_while_closed(world: World) -> Non
 REDIS_LIMITER_GAPS: List[Case] = [
     (
         "redis-limiter-not-a-limit",
-        lambda w: RedisStore(_client()).rate_limiter((5, 60), name="orders", clock=w.clock),  # type: ignore[arg-type]
+        lambda w: RedisRateLimiter(RedisStore(_client()), (5, 60), name="orders"),  # type: ignore[arg-type]
         ConfigTypeError,
         "Limit",
     ),
     (
         "redis-limiter-blank-name",
-        lambda w: RedisStore(_client()).rate_limiter(Limit(1, 1), name=" ", clock=w.clock),
+        lambda w: RedisRateLimiter(RedisStore(_client()), Limit(1, 1), name=" "),
         ConfigError,
         "blank",
     ),
     (
         "redis-limiter-same-period",
-        lambda w: RedisStore(_client()).rate_limiter(Limit(1, 60), Limit(2, 60), name="orders", clock=w.clock),
+        lambda w: RedisRateLimiter(RedisStore(_client()), Limit(1, 60), Limit(2, 60), name="orders"),
         ConfigError,
         "distinct",
     ),

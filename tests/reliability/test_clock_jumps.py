@@ -23,6 +23,7 @@ from circuit_breakers import (
     ManualClock,
     RateLimiter,
 )
+from circuit_breakers.trading.latches import CLOCK_SLACK
 
 from ..trading.conftest import RESET_KEY, WRONG_KEY, FakeProvider
 from .conftest import MakeBreakers
@@ -170,7 +171,7 @@ def test_auto_recovery_cooldown_is_monotonic(
     assert breakers.can_trade()
 
 
-def test_wall_jump_forward_past_midnight_lifts_day_halts_but_never_the_kill_switch(
+def test_wall_jump_forward_past_midnight_lifts_nothing_until_the_monotonic_clock_agrees(
     make_breakers: MakeBreakers, provider: FakeProvider, clock: ManualClock
 ) -> None:
     breakers = make_breakers(reset_key=RESET_KEY)
@@ -178,11 +179,31 @@ def test_wall_jump_forward_past_midnight_lifts_day_halts_but_never_the_kill_swit
     breakers.check_now()
     breakers.engage_kill_switch("by hand")
     provider.daily_pnl_pct = D(0)
-    jump(clock, dt.timedelta(days=1))  # day boundaries read the wall clock, by design
-    reasons = breakers.get_blocking_reasons()
-    assert [reason.split(":")[0] for reason in reasons] == ["max_drawdown"]
-    jump(clock, dt.timedelta(days=-1))  # stepping back re-imposes nothing and lifts nothing
+    jump(clock, dt.timedelta(hours=15))  # from 09:30 to 00:30 the next day in New York, by the wall clock alone
+    assert not breakers.can_trade()  # the lock-free path
+    names = [reason.split(":")[0] for reason in breakers.get_blocking_reasons()]
+    assert names == ["max_drawdown", "daily_loss"]  # the day halt holds: the monotonic clock says 0 s passed
+    jump(clock, dt.timedelta(hours=-15))  # stepping back re-imposes nothing and lifts nothing
+    assert [reason.split(":")[0] for reason in breakers.get_blocking_reasons()] == ["max_drawdown", "daily_loss"]
+    clock.advance(15 * 3600)  # both clocks at 00:30 the next day now
     assert [reason.split(":")[0] for reason in breakers.get_blocking_reasons()] == ["max_drawdown"]
+
+
+def test_a_wall_clock_stepped_past_midnight_lifts_a_day_halt_only_when_the_monotonic_clock_gets_there(
+    make_breakers: MakeBreakers, provider: FakeProvider, clock: ManualClock
+) -> None:
+    provider.daily_pnl_pct = D(-3)
+    breakers = make_breakers()
+    breakers.check_now()  # 09:30 in New York: 14.5 hours of this trading day left
+    provider.daily_pnl_pct = D(0)
+    jump(clock, dt.timedelta(hours=15))
+    assert not breakers.can_trade()
+    breakers.check_now()
+    assert breakers.get_status().blocking_breakers == ("daily_loss",)
+    clock.advance(14.5 * 3600 - CLOCK_SLACK - 1)
+    assert not breakers.can_trade()
+    clock.advance(1)  # the monotonic clock agrees too (within the stated slack)
+    assert breakers.can_trade()
 
 
 def test_dst_fall_back_repeated_hour_keeps_the_day_halt_until_midnight(

@@ -31,6 +31,8 @@ from circuit_breakers import (
     StateStoreError,
     TradingCircuitBreakers,
 )
+from circuit_breakers.stores import SqliteStore
+from circuit_breakers.trading.audit import AuditLog
 
 from ..trading.conftest import RESET_KEY, FakeProvider, Recorder
 from .conftest import WAIT, MakeBreakers, join_all
@@ -232,29 +234,28 @@ def test_hanging_provider_blocks_after_the_staleness_bound_and_recovers(
     assert breakers.get_status().monitor_alive
 
 
-@thread_dies
-def test_monitor_death_that_goes_unreported_still_blocks_within_the_staleness_bound(
+def test_a_stuck_monitor_still_blocks_within_the_staleness_bound(
     make_breakers: MakeBreakers, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     breakers = make_breakers(check_interval_seconds=0.005, stale_after_seconds=10)
     breakers.start_monitoring()
-    monkeypatch.setattr(breakers, "_monitor_exited", lambda error: None)  # the death notice is lost
-    thread = next(t for t in threading.enumerate() if t.name == f"circuit_breakers-monitor-{id(breakers):x}")
+    stuck, release = threading.Event(), threading.Event()
 
-    class Killer(BaseException):
-        pass
+    def hang() -> None:  # a poll that never comes back, and so never reports anything
+        stuck.set()
+        release.wait(WAIT)
 
-    def die() -> None:
-        raise Killer("unexpected")
-
-    monkeypatch.setattr(breakers, "check_now", die)
-    join_all([thread])
-    assert not breakers.get_status().monitor_alive
-    clock.advance(10)
-    assert breakers.can_trade()  # within the bound the last reading still counts
-    clock.advance(0.5)
-    assert not breakers.can_trade()
-    assert breakers.get_blocking_reasons()[0].startswith("monitor: last good reading")
+    monkeypatch.setattr(breakers, "_poll", hang)
+    try:
+        assert stuck.wait(WAIT)
+        assert breakers.get_status().monitor_alive
+        clock.advance(10)
+        assert breakers.can_trade()  # within the bound the last reading still counts
+        clock.advance(0.5)
+        assert not breakers.can_trade()
+        assert breakers.get_blocking_reasons()[0].startswith("monitor: last good reading")
+    finally:
+        release.set()
 
 
 # --- state and audit files ------------------------------------------------------------------------
@@ -308,37 +309,45 @@ def _refuse_writes(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_read_only_state_directory_is_reported_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _refuse_writes(monkeypatch)
     path = tmp_path / "state.json"
-    with pytest.raises(StateStoreError, match="not writable") as info:
+    with pytest.raises(StateStoreError, match="cannot open the state file") as info:
         TradingCircuitBreakers(FakeProvider(), state_path=path)
     assert str(path) in str(info.value)
+    assert "Permission denied" in str(info.value)
     assert not path.exists()
 
 
-def test_state_directory_turning_read_only_blocks_trading_with_a_reason(
+def test_a_store_refusing_writes_blocks_trading_until_they_land(
     make_breakers: MakeBreakers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "state.json"
     breakers = make_breakers(reset_key=RESET_KEY, state_path=path)
     kills = Recorder()
     breakers.register_kill_handler(kills)
-    _refuse_writes(monkeypatch)
+
+    def refuse(*args: object) -> bool:
+        raise StateStoreError(f"sqlite {path}: cannot write latches/max_drawdown: OperationalError: disk I/O error")
+
+    monkeypatch.setattr(SqliteStore, "compare_and_set", refuse)
     breakers.engage_kill_switch("desk limit")
     assert breakers.kill_switch_active
     assert kills.calls == [("desk limit",)]
     reasons = breakers.get_blocking_reasons()
     assert reasons[0].startswith("max_drawdown: kill switch engaged: desk limit")
-    assert any(reason.startswith("state: cannot write state file") and str(path) in reason for reason in reasons)
+    assert any(reason.startswith("state: ") and str(path) in reason for reason in reasons)
+    breakers.check_now()  # retried, and refused again: still blocked, still waiting
+    assert any(reason.startswith("state: ") for reason in breakers.get_blocking_reasons())
     monkeypatch.undo()
-    breakers.check_now()  # the store answers again: the engage is written, the fault clears
+    breakers.check_now()  # the store takes writes again: the engage lands, the fault clears
     assert breakers.get_blocking_reasons() == ["max_drawdown: kill switch engaged: desk limit"]
     assert make_breakers(FakeProvider(), reset_key=RESET_KEY, state_path=path).kill_switch_active
 
 
-def test_unwritable_audit_trail_never_stops_an_engage_or_its_kill_handlers(
+def test_unwritable_audit_trail_never_stops_an_engage_and_blocks_until_written(
     make_breakers: MakeBreakers, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "state.json"
-    Path(f"{path}.audit.jsonl").mkdir()  # the trail cannot be appended to, even by root
+    trail = Path(f"{path}.audit.jsonl")
+    trail.mkdir()  # the trail cannot be appended to, even by root
     breakers = make_breakers(reset_key=RESET_KEY, state_path=path)
     kills = Recorder()
     breakers.register_kill_handler(kills)
@@ -347,11 +356,20 @@ def test_unwritable_audit_trail_never_stops_an_engage_or_its_kill_handlers(
     assert breakers.kill_switch_active
     assert kills.calls == [("desk limit",)]
     reasons = breakers.get_blocking_reasons()
-    assert any(reason.startswith("state: cannot write audit log") for reason in reasons), reasons
-    assert any("cannot append audit entry" in record.getMessage() for record in caplog.records)
+    assert any(reason.startswith("audit: cannot write audit log") for reason in reasons), reasons
+    assert any("cannot append 1 audit entries" in record.getMessage() for record in caplog.records)
     assert breakers.reset_kill_switch("wrong key") is False  # a refusal is still an answer
     assert breakers.reset_kill_switch(RESET_KEY) is True
     assert not breakers.kill_switch_active
-    breakers.check_now()  # the state file itself is fine: the next sync clears the fault
-    assert breakers.can_trade(), breakers.get_blocking_reasons()
+    breakers.check_now()
+    assert not breakers.can_trade()  # three audit entries are still not on disk
+    assert [reason.split(":")[0] for reason in breakers.get_blocking_reasons()] == ["audit"]
     assert make_breakers(FakeProvider(), reset_key=RESET_KEY, state_path=path).kill_switch_active is False
+    trail.rmdir()
+    breakers.check_now()  # the trail is writable again: every entry lands, in order
+    assert breakers.can_trade(), breakers.get_blocking_reasons()
+    assert [entry["event"] for entry in AuditLog.read(trail)] == [
+        "kill_switch_engaged",
+        "kill_switch_reset_refused",
+        "kill_switch_reset",
+    ]

@@ -25,9 +25,9 @@ import pytest
 
 from circuit_breakers import ConfigError, KillSwitchError, ManualClock, TradingCircuitBreakers
 from circuit_breakers.stores.memory import MemoryStore
-from circuit_breakers.stores.shared import DocumentState
 from circuit_breakers.trading import killswitch
-from circuit_breakers.trading.killswitch import AuditLog, ResetKey
+from circuit_breakers.trading.audit import AuditLog
+from circuit_breakers.trading.killswitch import ResetKey
 
 from ..trading.conftest import RESET_KEY, WRONG_KEY, FakeProvider
 from .conftest import MakeBreakers
@@ -37,9 +37,9 @@ D = Decimal
 
 def _texts(breakers: TradingCircuitBreakers, state_path: Path, caplog: pytest.LogCaptureFixture) -> Dict[str, str]:
     places = {
-        "state file": state_path.read_text(encoding="utf-8"),
+        "state file": state_path.read_bytes().decode("latin-1"),
         "audit file": Path(f"{state_path}.audit.jsonl").read_text(encoding="utf-8"),
-        "repr": repr(breakers) + repr(breakers._guard) + repr(breakers._audit),
+        "repr": repr(breakers) + repr(breakers._guard) + repr(breakers._core.audit) + repr(breakers._core.store),
         "status": json.dumps(breakers.get_status().to_dict()),
     }
     for record in caplog.records:
@@ -77,11 +77,8 @@ def test_key_never_leaks_through_the_lockout_path_or_bad_key_types(
 
 
 def test_a_mismatched_key_is_refused_without_showing_either_key(tmp_path: Path, clock: ManualClock) -> None:
-    # Two processes sharing a state file must share the key: the message names neither.
-    class Shared(DocumentState):
-        shared = True
-
-    state = Shared(MemoryStore())
+    # Two processes sharing a state must share the key: the message names neither.
+    state = MemoryStore()
     first = TradingCircuitBreakers(FakeProvider(), reset_key=RESET_KEY, clock=clock, store=state)
     with pytest.raises(ConfigError) as info:
         TradingCircuitBreakers(FakeProvider(), reset_key=WRONG_KEY, clock=clock, store=state)

@@ -16,7 +16,7 @@ import pytest
 
 from circuit_breakers.clock import ManualClock
 from circuit_breakers.errors import ConfigError, ConfigTypeError, StateStoreError
-from circuit_breakers.trading.killswitch import AuditLog
+from circuit_breakers.trading.audit import AuditLog
 
 START = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
 

@@ -885,6 +885,14 @@ def _messages(breakers: TradingCircuitBreakers, desk: Desk, clock: ManualClock) 
     return order("QQQ", client_order_id="x"), lambda: clock.advance(60)
 
 
+def _too_many_pending(breakers: TradingCircuitBreakers, desk: Desk, clock: ManualClock) -> Tuple[Order, Any]:
+    for number in range(5):  # with "base": 6 pending, the limit; a minute apart, clear of the rate limit
+        clock.advance(60)
+        assert submit(breakers, order("IWM", quantity=str(number + 1), client_order_id=f"p{number}")).accepted
+    assert breakers.record_cancel()  # the earlier messages left the window: one more, so it is not empty
+    return order("QQQ", client_order_id="x"), lambda: breakers.order_cancelled("p0")
+
+
 SCENARIOS: Dict[RejectReason, Scenario] = {
     R.TRADING_HALTED: _halted,
     R.REDUCE_ONLY: _reduce_only,
@@ -898,6 +906,7 @@ SCENARIOS: Dict[RejectReason, Scenario] = {
     R.CONCENTRATION: _concentration,
     R.RATE_LIMIT: _rate,
     R.MESSAGE_RATE: _messages,
+    R.TOO_MANY_PENDING: _too_many_pending,
 }
 
 
@@ -915,6 +924,7 @@ def test_a_refused_order_records_nothing(desk: Desk, clock: ManualClock, reason:
         max_gross_exposure=D(5_000_000),
         max_messages_per_minute=20,
         per_symbol={"TSLA": SymbolLimits(max_quantity=D(100))},
+        max_pending_orders=6,
     )
     key = KEY if reason is R.TRADING_HALTED else None  # hashing a key is slow (scrypt): only where needed
     breakers = make_breakers(desk, limits, clock=clock, reset_key=key, max_orders_per_minute=5)

@@ -16,9 +16,6 @@ from .conftest import FakeProvider, MakeBreakers, Recorder
 D = Decimal
 WAIT = 5.0  # the longest any bounded wait here may take; none should come close
 
-# A monitor thread that dies on purpose reaches threading.excepthook, which pytest reports as a warning.
-thread_dies = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-
 
 def monitor_threads() -> List[threading.Thread]:
     return [thread for thread in threading.enumerate() if "circuit_breakers" in thread.name]
@@ -305,11 +302,20 @@ def test_monitoring_without_any_good_reading_blocks(make_breakers: MakeBreakers,
     assert any(reason.startswith("monitor:") for reason in breakers.get_blocking_reasons())
 
 
-# --- a dying monitor ------------------------------------------------------------------------------
+# --- a monitor that nothing stops ----------------------------------------------------------------
 
 
-@thread_dies
-def test_monitor_thread_dying_blocks_trading(
+def wait_for(condition: Callable[[], bool]) -> bool:
+    """Poll ``condition`` (a cheap read) until it holds or WAIT runs out; the monitor runs meanwhile."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_provider_raising_system_exit_blocks_and_the_monitor_survives(
     make_breakers: MakeBreakers, provider: FakeProvider, recorder: Callable[[], Recorder]
 ) -> None:
     breakers = make_breakers(clock_=None, check_interval_seconds=0.01)
@@ -319,37 +325,68 @@ def test_monitor_thread_dying_blocks_trading(
     breakers.start_monitoring()
     thread = only_new_monitor_thread(before)
     provider.misbehave("raise", error=SystemExit("provider called sys.exit"))
-    thread.join(WAIT)
-    assert not thread.is_alive()
+    assert wait_for(lambda: "monitor" in trips.names())
+    assert thread.is_alive()
     assert not breakers.can_trade()
-    reasons = breakers.get_blocking_reasons()
-    assert any(reason.startswith("monitor:") for reason in reasons)
-    assert "monitor" in trips.names()
-    assert not breakers.get_status().monitor_alive
+    reason = next(reason for reason in breakers.get_blocking_reasons() if reason.startswith("monitor:"))
+    assert "SystemExit" in reason
+    assert breakers.get_status().monitor_alive
+    provider.heal()
+    assert wait_for(breakers.can_trade)  # the next good poll lifts it: nobody had to restart anything
+    assert thread.is_alive()
 
 
 class MonitorKiller(BaseException):
-    """Not an Exception: nothing in the monitor loop may swallow it."""
+    """Not an Exception: the monitor loop must survive it all the same."""
 
 
-@thread_dies
-def test_check_now_raising_base_exception_kills_the_monitor_and_blocks(
+def test_check_now_raising_base_exception_blocks_until_a_poll_succeeds(
     make_breakers: MakeBreakers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     breakers = make_breakers(clock_=None, check_interval_seconds=0.01)
     before = monitor_threads()
     breakers.start_monitoring()
     thread = only_new_monitor_thread(before)
+    real_check = breakers.check_now
+    raised = threading.Event()
 
-    def die() -> None:
+    def die() -> Any:
+        raised.set()
         raise MonitorKiller("boom")
 
     monkeypatch.setattr(breakers, "check_now", die)
-    thread.join(WAIT)
-    assert not thread.is_alive()
-    assert not breakers.can_trade()
+    assert raised.wait(WAIT)
+    assert wait_for(lambda: not breakers.can_trade())
     reason = next(reason for reason in breakers.get_blocking_reasons() if reason.startswith("monitor:"))
     assert "MonitorKiller" in reason
+    assert thread.is_alive()
+    monkeypatch.setattr(breakers, "check_now", real_check)
+    assert wait_for(breakers.can_trade)
+
+
+def test_a_monitor_thread_that_ends_anyway_is_replaced(
+    make_breakers: MakeBreakers, monkeypatch: pytest.MonkeyPatch, recorder: Callable[[], Recorder]
+) -> None:
+    breakers = make_breakers(clock_=None, check_interval_seconds=0.01)
+    trips = recorder()
+    breakers.register_trip_callback(trips)
+    before = monitor_threads()
+    breakers.start_monitoring()
+    thread = only_new_monitor_thread(before)
+    stop_event = breakers._monitor._stop
+    real_wait = stop_event.wait
+
+    def broken_wait(timeout: Any = None) -> bool:  # the loop's own wait fails: outside any poll
+        monkeypatch.setattr(stop_event, "wait", real_wait)
+        raise MonitorKiller("the loop itself broke")
+
+    monkeypatch.setattr(stop_event, "wait", broken_wait)
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert "monitor" in trips.names()
+    assert wait_for(lambda: breakers.get_status().monitor_alive)  # a new thread polls again
+    assert wait_for(breakers.can_trade)
+    assert [t for t in monitor_threads() if t not in before and t is not thread]
 
 
 def test_check_now_raising_an_exception_keeps_the_monitor_alive(
@@ -371,16 +408,3 @@ def test_check_now_raising_an_exception_keeps_the_monitor_alive(
     assert breakers.get_status().monitor_alive
 
 
-@thread_dies
-def test_restarting_after_the_monitor_died_clears_the_fault(
-    make_breakers: MakeBreakers, provider: FakeProvider
-) -> None:
-    breakers = make_breakers(clock_=None, check_interval_seconds=0.01)
-    before = monitor_threads()
-    breakers.start_monitoring()
-    thread = only_new_monitor_thread(before)
-    provider.misbehave("raise", error=SystemExit(1))
-    thread.join(WAIT)
-    provider.heal()
-    breakers.start_monitoring()
-    assert breakers.can_trade()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from decimal import Decimal
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
 from circuit_breakers import (
     ConfigTypeError,
+    Order,
     OrderDecision,
     OrderLimits,
     RejectReason,
@@ -20,10 +22,18 @@ from circuit_breakers import (
     TradingState,
 )
 
-from .order_fakes import WAIT, D, Desk, make_breakers, order, pending_notional, snapshot, submit
+from .order_fakes import WAIT, D, Desk, make_breakers, pending_notional, snapshot, submit
+from .order_fakes import order as plain_order
 
 KEY = "reducing-tests-reset-key-3Vb"
 R = RejectReason
+_ids = itertools.count()
+
+
+def order(*args: Any, client_order_id: Optional[str] = None, **fields: Any) -> Order:
+    """An order with a client_order_id of its own unless given one: reduce-only needs ids to count
+    the quantity still working (an order without one is refused while REDUCING, tested below)."""
+    return plain_order(*args, client_order_id=client_order_id or f"order-{next(_ids)}", **fields)
 
 
 def daily_loss_halt(breakers: TradingCircuitBreakers, desk: Desk) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,8 +19,8 @@ from typing import Any, Callable
 import pytest
 
 from circuit_breakers import KillSwitchError, StateStoreError, TradingCircuitBreakers
-from circuit_breakers.stores.file import FileStore
-from circuit_breakers.trading.killswitch import AuditLog
+from circuit_breakers.stores import SqliteStore
+from circuit_breakers.trading.audit import AuditLog
 
 from .conftest import RESET_KEY, WRONG_KEY, FakeProvider, MakeBreakers
 
@@ -137,7 +139,7 @@ def test_restored_day_halt_auto_recovers_once_a_reading_clears_it(
 
 def test_state_file_is_created_at_construction(make_breakers: MakeBreakers, state_path: Path) -> None:
     make_breakers(state_path=state_path)
-    assert FileStore(state_path).load() is not None
+    assert SqliteStore(state_path).read()["values"]["epoch"]
 
 
 # --- a real crash ---------------------------------------------------------------------------------
@@ -210,9 +212,9 @@ def test_unreadable_state_engages_the_kill_switch(make_breakers: MakeBreakers, s
 
 
 def test_truncated_real_state_file_engages_the_kill_switch(make_breakers: MakeBreakers, state_path: Path) -> None:
-    make_breakers(state_path=state_path)
-    text = state_path.read_text(encoding="utf-8")
-    state_path.write_text(text[: len(text) // 2], encoding="utf-8")
+    make_breakers(state_path=state_path).close()
+    data = state_path.read_bytes()
+    state_path.write_bytes(data[: len(data) // 2])
     breakers = make_breakers(reset_key=RESET_KEY, state_path=state_path)
     assert breakers.kill_switch_active
     assert "state" in breakers.get_blocking_reasons()[0]
@@ -224,56 +226,76 @@ def test_reset_after_corrupt_state_rewrites_a_good_file(make_breakers: MakeBreak
     assert breakers.reset_kill_switch(RESET_KEY) is True
     assert not breakers.kill_switch_active
     assert breakers.can_trade()
-    assert FileStore(state_path).load() is not None  # readable again
+    assert SqliteStore(state_path).read()["values"]["epoch"]  # readable again
     restarted = make_breakers(reset_key=RESET_KEY, state_path=state_path)
     assert not restarted.kill_switch_active
     assert restarted.can_trade()
 
 
-def tamper(node: Any, key: str, replace: Callable[[Any], Any]) -> Any:
-    """A copy of the JSON ``node`` with every value under ``key`` replaced (``DROP``: removed)."""
-    if isinstance(node, dict):
-        result = {}
-        for name, value in node.items():
-            new = replace(value) if name == key else value
-            if new is not DROP:
-                result[name] = tamper(new, key, replace)
-        return result
-    if isinstance(node, list):
-        return [tamper(item, key, replace) for item in node]
-    return node
+def damage(path: Path, table: str, key: str, change: Callable[[str], str]) -> None:
+    """Rewrite one record of the state file behind the library's back, as a hostile editor would."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        (text,) = db.execute("SELECT value FROM records WHERE tbl = ? AND key = ?", (table, key)).fetchone()
+        db.execute("UPDATE records SET value = ? WHERE tbl = ? AND key = ?", (change(text), table, key))
+
+
+def edit_json(field: str, value: Any) -> Callable[[str], str]:
+    def change(text: str) -> str:
+        record = json.loads(text)
+        if value is DROP:
+            del record[field]
+        else:
+            record[field] = value
+        return json.dumps(record)
+
+    return change
 
 
 DROP = object()
 
 
 @pytest.mark.parametrize(
-    ("key", "replace"),
+    ("table", "key", "change"),
     [
-        ("trading_day", lambda value: DROP),
-        ("trading_day", lambda value: "yesterday"),
-        ("since", lambda value: 20260105),
-        ("reason", lambda value: DROP),
-        ("max_drawdown", lambda value: "engaged"),
-        ("high_water_mark", lambda value: "a lot"),
+        ("latches", "max_drawdown", edit_json("trading_day", DROP)),
+        ("latches", "max_drawdown", edit_json("trading_day", "yesterday")),
+        ("latches", "max_drawdown", edit_json("trading_day", "9999-12-31")),
+        ("latches", "max_drawdown", edit_json("since", 20260105)),
+        ("latches", "max_drawdown", edit_json("reason", DROP)),
+        ("latches", "max_drawdown", lambda text: '"engaged"'),
+        ("latches", "max_drawdown", lambda text: "[]"),
+        ("latches", "max_drawdown", lambda text: "\x00\xff garbage"),
+        ("values", "high_water_mark", lambda text: "a lot"),
+        ("values", "high_water_mark", lambda text: "NaN"),
     ],
-    ids=["no-trading-day", "bad-trading-day", "bad-since", "no-reason", "entry-not-an-object", "bad-high-water-mark"],
+    ids=[
+        "no-trading-day", "bad-trading-day", "far-trading-day", "bad-since", "no-reason",
+        "entry-not-an-object", "entry-a-list", "entry-garbage", "bad-high-water-mark", "nan-high-water-mark",
+    ],
 )
 def test_engaged_state_with_bad_contents_stays_engaged(
+    *,
     make_breakers: MakeBreakers,
     provider: FakeProvider,
     state_path: Path,
+    table: str,
     key: str,
-    replace: Callable[[Any], Any],
+    change: Callable[[str], str],
 ) -> None:
     engage(make_breakers(reset_key=RESET_KEY, state_path=state_path), provider)
-    document = json.loads(state_path.read_text(encoding="utf-8"))
-    damaged = tamper(document, key, replace)
-    assert damaged != document, f"the state file has no {key!r} to damage"
-    state_path.write_text(json.dumps(damaged), encoding="utf-8")
+    damage(state_path, table, key, change)
     restarted = make_breakers(FakeProvider(), reset_key=RESET_KEY, state_path=state_path)
     assert restarted.kill_switch_active
     assert not restarted.can_trade()
+    unreadable = [entry for entry in AuditLog.read(f"{state_path}.audit.jsonl") if entry["event"] == "state_unreadable"]
+    assert unreadable
+    assert f"{table}/{key}" in unreadable[-1]["reason"]  # names the store's record that could not be read
+    restarted.check_now()  # the monitor's poll survives it too
+    assert restarted.kill_switch_active
+    assert restarted.reset_kill_switch(RESET_KEY)  # the key releases it, and good records replace the garbage
+    assert restarted.can_trade()
+    again = make_breakers(FakeProvider(), reset_key=RESET_KEY, state_path=state_path)
+    assert again.can_trade(), again.get_blocking_reasons()
 
 
 def test_corrupt_state_without_a_key_cannot_be_reset(make_breakers: MakeBreakers, state_path: Path) -> None:
@@ -351,7 +373,7 @@ def test_reset_key_never_leaks(
 
     secrets = (RESET_KEY, RESET_KEY.encode().hex(), WRONG_KEY)
     places = {
-        "state file": state_path.read_text(encoding="utf-8"),
+        "state file": state_path.read_bytes().decode("latin-1"),
         "audit file": Path(f"{state_path}.audit.jsonl").read_text(encoding="utf-8"),
         "repr": repr(breakers) + repr(restarted),
         "status": json.dumps(breakers.get_status().to_dict()) + json.dumps(restarted.get_status().to_dict()),

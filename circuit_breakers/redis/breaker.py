@@ -3,39 +3,38 @@
 Why a second implementation: the in-process :class:`~circuit_breakers.CircuitBreaker` decides in
 about 100 ns and must not pay for a backend it does not use, so it stays as it is. This class has
 the same public behaviour (the rules of ``breaker.py`` are its spec), but its state lives in Redis,
-so that every process sharing a ``namespace`` sees one breaker: an endpoint down for one process is
+so that every process sharing a namespace sees one breaker: an endpoint down for one process is
 open for all of them. It costs one Redis round trip per admission and one per outcome.
 
 Layout: a hash ``{namespace}:cb:{name}`` holds the state (state, generation, opened_at, open_for,
 consecutive_trips, forced, in_flight, successes, trial_started, trips, recovered_at) and a hash
 ``{namespace}:cb:{name}:window`` the failure window as 60 ring buckets (fields ``i<slot>``,
 ``c<slot>``, ``f<slot>`` and ``head``), so memory is bounded whatever the call rate. For Redis
-Cluster put a hash tag in the namespace (``"{trading}"``) so both keys live in one slot.
+Cluster put a hash tag in the namespace (``"{trading}"``) so that every key lives in one slot.
 
-Every transition happens inside a Lua script, atomically, reading the *server's* clock
-(``redis.call('TIME')``, microseconds), so hosts whose clocks disagree still agree on timeouts and
-windows. The generation plays the part of ``breaker.py``'s period: each admission is tagged with it
-and an outcome moves the breaker only while its generation is current. Scripts return the
-transitions that happened, and the process whose action caused them fires its own callbacks; other
-processes' callbacks do not fire (they did not cause anything). Every process sharing a breaker must
-use the same config: each call passes its own config to the script. A process that dies holding a
-half-open trial permit loses it only until ``half_open_timeout_seconds`` re-opens the breaker.
-Needs Redis 5 or newer (scripts that read TIME before writing, HSET of several fields).
+Every transition happens inside a Lua script (``scripts/breaker*.lua``), atomically, on the
+namespace clock (:mod:`circuit_breakers.redis.clock`): hosts whose clocks disagree still agree on
+timeouts and windows, and a step of the server's clock cannot shorten an open timeout by more than
+the clock's tolerance. The generation plays the part of ``breaker.py``'s period: each admission is
+tagged with it and an outcome moves the breaker only while its generation is current. Scripts
+return the transitions that happened, and the process whose action caused them fires its own
+callbacks; other processes' callbacks do not fire (they did not cause anything). Every process
+sharing a breaker must use the same config: each call passes its own config to the script. A
+process that dies holding a half-open trial permit loses it only until
+``half_open_timeout_seconds`` re-opens the breaker. Needs Redis 5 or newer.
 
 Fail closed: when Redis cannot be reached, times out or answers garbage, admission rejects with
 CircuitOpenException (state OPEN, ``retry_after`` None; its ``__cause__`` is a StateStoreError
 chained to the Redis error) and ``allow()`` returns False. For ``timeout`` seconds after such a
-failure the breaker rejects at once without asking Redis again (the store's own open timeout: a
-dead Redis costs one socket timeout per ``timeout`` seconds, not one per call); then the next call
-asks again, so it recovers by itself. Outcomes that cannot be recorded are logged and dropped (the
-call already happened). Warnings are logged on change or at most once a second, not per call.
+failure the breaker rejects at once without asking Redis again (a dead Redis costs one socket
+timeout per ``timeout`` seconds, not one per call); then the next call asks again, so it recovers
+by itself. Outcomes that cannot be recorded are logged and dropped (the call already happened).
+Warnings are logged on change or at most once a second, not per call.
 
-Bounded calls: the client is used as given, and must be built with ``socket_timeout`` and
-``socket_connect_timeout``; one without them is refused (ConfigError). redis-py
-retries connection errors (10 times by default, with backoff), which multiplies the bound: for
-fast rejection build the client with e.g. ``retry=Retry(NoBackoff(), 1)``.
-
-Only this module imports ``redis``; the package does not unless it is used.
+Bounded calls: the store's client must be built with ``socket_timeout`` and
+``socket_connect_timeout``. redis-py retries connection errors (10 times by default, with
+backoff), which multiplies the bound: for fast rejection build the client with e.g.
+``retry=Retry(NoBackoff(), 1)``.
 """
 
 from __future__ import annotations
@@ -54,9 +53,10 @@ from circuit_breakers.backoff import backoff_from_config
 from circuit_breakers.breaker import BreakerFront, BreakerMetrics, CircuitBreaker, describe_error, ensure_sync, iso_time
 from circuit_breakers.clock import SYSTEM_CLOCK
 from circuit_breakers.config import CircuitBreakerConfig, check_number, compile_matchers
-from circuit_breakers.errors import CircuitOpenException, ConfigError, StateStoreError
+from circuit_breakers.errors import CircuitOpenException, ConfigTypeError, StateStoreError
 from circuit_breakers.events import Pending, fire
-from circuit_breakers.stores.redis_client import check_client, text
+from circuit_breakers.redis.client import script_source, text
+from circuit_breakers.redis.store import RedisStore
 from circuit_breakers.types import CircuitState, CircuitType
 
 logger = logging.getLogger(__name__)
@@ -70,200 +70,6 @@ R_co = TypeVar("R_co", covariant=True)
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 _WARN_EVERY = 1.0  # seconds between repeated warnings about the same store error
-
-# ARGV[1..11]: the config (times in microseconds); ARGV[12..]: the script's own arguments.
-_PRELUDE = """
-local K, W = KEYS[1], KEYS[2]
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local FAILURES, RATE, SUCCESSES = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local WINDOW, OPEN, HALF_OPEN_TIMEOUT = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local EXPONENTIAL, MAX_OPEN, MULTIPLIER = ARGV[7] == '1', tonumber(ARGV[8]), tonumber(ARGV[9])
-local MINIMUM_CALLS, HALF_OPEN_MAX = tonumber(ARGV[10]), tonumber(ARGV[11])
-local BUCKETS = 60
-local WIDTH = WINDOW / BUCKETS
-local NAMES = {'state', 'generation', 'opened_at', 'open_for', 'consecutive_trips', 'forced',
-               'in_flight', 'successes', 'trial_started', 'trips', 'recovered_at'}
-local s = {}
-local stored = redis.call('HMGET', K, unpack(NAMES))
-s.state = stored[1] or 'closed'
-for i = 2, #NAMES do s[NAMES[i]] = tonumber(stored[i]) or 0 end
-local dirty, events = false, {}
-
-local function num(x) return string.format('%.17g', x) end
-
-local function backoff(k)
-  if not EXPONENTIAL then return OPEN end
-  return math.min(OPEN * MULTIPLIER ^ (k - 1), MAX_OPEN)
-end
-
-local function enter(state, forced)
-  local old = s.state
-  s.open_for = 0
-  if state == 'open' then
-    if forced then
-      s.open_for = backoff(math.max(s.consecutive_trips, 1))
-    else
-      s.consecutive_trips = s.consecutive_trips + 1
-      s.open_for = backoff(s.consecutive_trips)
-    end
-    if old ~= 'open' then
-      s.trips = s.trips + 1
-      s.opened_at = now
-      events[#events + 1] = 'trip'
-    end
-  elseif state == 'closed' then
-    s.consecutive_trips = 0
-    s.recovered_at = now
-    events[#events + 1] = 'recovery'
-  end
-  redis.call('DEL', W)
-  s.state, s.generation, s.forced = state, math.max(s.generation + 1, now), forced and 1 or 0
-  s.in_flight, s.successes, s.trial_started = 0, 0, 0
-  if old ~= state then events[#events + 1] = old .. '>' .. state end
-  dirty = true
-end
-
-local function refresh()
-  if s.state == 'open' then
-    if s.forced == 0 and now - s.opened_at >= s.open_for then enter('half_open', false) end
-  elseif s.state == 'half_open' then
-    if s.trial_started > 0 and now - s.trial_started >= HALF_OPEN_TIMEOUT then enter('open', false) end
-  end
-end
-
-local function window_read()
-  local flat = redis.call('HGETALL', W)
-  local w = {}
-  for i = 1, #flat, 2 do w[flat[i]] = tonumber(flat[i + 1]) end
-  local index = math.floor(now / WIDTH)
-  if w.head and w.head > index then index = w.head end  -- a server clock stepped back: newest bucket
-  return w, index
-end
-
-local function window_add(failed)
-  local w, index = window_read()
-  local slot = index % BUCKETS
-  local i, c, f = 'i' .. slot, 'c' .. slot, 'f' .. slot
-  if w[i] ~= index then w[c], w[f] = 0, 0 end
-  w[i], w.head, w[c] = index, index, w[c] + 1
-  if failed then w[f] = w[f] + 1 end
-  redis.call('HSET', W, 'head', num(index), i, num(index), c, num(w[c]), f, num(w[f]))
-  redis.call('PEXPIRE', W, num(math.min(math.ceil(WINDOW / 1000) + 1000, 1e12)))
-  return w, index
-end
-
-local function window_totals(w, index)
-  local calls, failures = 0, 0
-  for slot = 0, BUCKETS - 1 do
-    local held = w['i' .. slot]
-    if held and held > index - BUCKETS and held <= index then
-      calls = calls + (w['c' .. slot] or 0)
-      failures = failures + (w['f' .. slot] or 0)
-    end
-  end
-  return calls, failures
-end
-
-local function retry_after()
-  if s.state == 'open' then
-    if s.forced == 1 then return -1 end
-    return math.max(s.opened_at + s.open_for - now, 0)
-  end
-  if s.state == 'half_open' then return 0 end
-  return -1
-end
-
-local function reply(extra)
-  if dirty then
-    redis.call('HSET', K, 'state', s.state, 'generation', num(s.generation), 'opened_at', num(s.opened_at),
-      'open_for', num(s.open_for), 'consecutive_trips', num(s.consecutive_trips), 'forced', num(s.forced),
-      'in_flight', num(s.in_flight), 'successes', num(s.successes), 'trial_started', num(s.trial_started),
-      'trips', num(s.trips), 'recovered_at', num(s.recovered_at))
-  end
-  local out = {num(s.generation), s.state, num(retry_after()), events, num(s.consecutive_trips), num(s.trips),
-               num(s.forced), num(s.in_flight), num(s.opened_at), num(s.recovered_at)}
-  for _, value in ipairs(extra) do out[#out + 1] = value end
-  return out
-end
-"""
-
-_ADMIT = """
-refresh()
-local admitted = 0
-if s.state == 'closed' then
-  admitted = 1
-elseif s.state == 'half_open' and s.in_flight < HALF_OPEN_MAX then
-  s.in_flight = s.in_flight + 1
-  if s.trial_started == 0 then s.trial_started = now end
-  dirty, admitted = true, 1
-end
-return reply({num(admitted)})
-"""
-
-# ARGV[12]: the ticket's generation ('' = untagged: the current one), ARGV[13]: its state, ARGV[14]: outcome.
-_RECORD = """
-local generation, state, outcome = s.generation, s.state, ARGV[14]
-if ARGV[12] ~= '' then generation, state = tonumber(ARGV[12]), ARGV[13] end
-if outcome == 'success' then
-  if state == 'closed' then
-    if generation == s.generation then window_add(false) end
-  elseif state == 'half_open' then
-    refresh()
-    -- in_flight == 0: an untagged success for a call admitted before this period
-    if generation == s.generation and s.in_flight > 0 then
-      s.in_flight, s.successes, dirty = s.in_flight - 1, s.successes + 1, true
-      if s.successes >= SUCCESSES then enter('closed', false) end
-    end
-  end
-elseif outcome == 'failure' then
-  if state == 'half_open' then refresh() end
-  if generation == s.generation then
-    if state == 'closed' then
-      local calls, failures = window_totals(window_add(true))
-      if failures >= FAILURES or (calls >= MINIMUM_CALLS and failures / calls >= RATE) then enter('open', false) end
-    elseif state == 'half_open' then
-      enter('open', false)
-    end
-  end
-elseif outcome == 'ignored' then
-  if state == 'half_open' and generation == s.generation and s.in_flight > 0 then
-    s.in_flight, dirty = s.in_flight - 1, true
-  end
-else
-  return redis.error_reply('unknown outcome ' .. tostring(outcome))
-end
-return reply({})
-"""
-
-# ARGV[12]: 'open' (forced), 'close' or 'reset'. No refresh first, as in breaker.py's _move.
-_FORCE = """
-local action = ARGV[12]
-if action == 'open' then
-  if s.state ~= 'open' or s.forced ~= 1 then enter('open', true) end
-elseif action == 'close' or action == 'reset' then
-  if s.state ~= 'closed' or s.forced ~= 0 then enter('closed', false) end
-  if action == 'reset' then
-    redis.call('DEL', W)
-    s.generation, s.state, dirty = math.max(s.generation + 1, now), 'closed', true
-    s.opened_at, s.open_for, s.consecutive_trips, s.forced, s.in_flight = 0, 0, 0, 0, 0
-    s.successes, s.trial_started, s.trips, s.recovered_at = 0, 0, 0, 0
-  end
-else
-  return redis.error_reply('unknown action ' .. tostring(action))
-end
-return reply({})
-"""
-
-# ARGV[12]: 'full' adds the window totals.
-_STATUS = """
-refresh()
-if ARGV[12] == 'full' then
-  local calls, failures = window_totals(window_read())
-  return reply({num(calls), num(failures)})
-end
-return reply({})
-"""
 
 _Ticket = Tuple[str, CircuitState]  # (generation, state at admission)
 
@@ -295,6 +101,8 @@ class _StoreFailure(Exception):
 
 @dataclass(frozen=True)
 class _Reply:
+    now: int
+    stepped: bool
     generation: str
     state: CircuitState
     retry_after: Optional[float]
@@ -309,7 +117,7 @@ class _Reply:
 
 
 def _count(value: object) -> int:
-    number = float(text(value))
+    number = float(value if isinstance(value, int) and not isinstance(value, bool) else text(value))
     if not number >= 0 or number != int(number):
         raise ValueError(f"expected a count, got {value!r}")
     return int(number)
@@ -322,10 +130,14 @@ def _moment(value: object) -> Optional[datetime]:
 
 def _parse(raw: object) -> _Reply:
     """Decode a script's answer; raises TypeError or ValueError on anything unexpected."""
-    if not isinstance(raw, list) or len(raw) < 10 or not isinstance(raw[3], list):
+    if not isinstance(raw, list) or len(raw) < 12 or not isinstance(raw[5], list):
         raise TypeError("not a breaker reply")
+    now, stepped = _count(raw[0]), _count(raw[1]) == 1
+    raw = raw[2:]
     retry_after = float(text(raw[2]))
     return _Reply(
+        now=now,
+        stepped=stepped,
         generation=str(_count(raw[0])),
         state=CircuitState(text(raw[1])),
         retry_after=None if retry_after < 0 else retry_after / 1e6,
@@ -359,21 +171,20 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
         circuit_type: CircuitType = CircuitType.GENERIC,
         config: Optional[CircuitBreakerConfig] = None,
         *,
-        client: redis.Redis,
-        namespace: str,
+        store: RedisStore,
         timeout: float = 0.5,
     ) -> None:
         CircuitBreaker(name, circuit_type, config)  # the same checks and messages as the in-process breaker
-        check_client(client)
-        if not isinstance(namespace, str) or not namespace.strip():
-            raise ConfigError(f"namespace must be a non-empty str, got {namespace!r}")
+        if not isinstance(store, RedisStore):
+            raise ConfigTypeError(f"store must be a RedisStore, got {store!r}")
         self.name = name
         self.circuit_type = circuit_type
         self.config = config = config if config is not None else CircuitBreakerConfig()
-        self.namespace = namespace
-        self.timeout = check_number("timeout", timeout)
-        self.store = f"redis {namespace}"
-        self._keys = (f"{namespace}:cb:{name}", f"{namespace}:cb:{name}:window")
+        self.namespace = store.namespace
+        self.timeout = check_number("timeout", timeout, maximum=3600.0)
+        self.store = store.describe()
+        self._clock = store.clock
+        self._keys = (store.clock_key, store.key(f"cb:{name}"), store.key(f"cb:{name}:window"))
         self._config_args = [
             str(config.failure_threshold),
             repr(config.failure_rate_threshold),
@@ -388,11 +199,11 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
             str(config.half_open_max_calls),
         ]
         # Script.__call__ carries no annotations in redis-py; these casts give it the one we use.
-        script = cast(Callable[[str], Callable[..., object]], client.register_script)
-        self._admit_script = script(_PRELUDE + _ADMIT)
-        self._record_script = script(_PRELUDE + _RECORD)
-        self._force_script = script(_PRELUDE + _FORCE)
-        self._status_script = script(_PRELUDE + _STATUS)
+        script = cast(Callable[[str], Callable[..., object]], store.client.register_script)
+        self._admit_script = script(script_source("clock", "breaker", "breaker_admit"))
+        self._record_script = script(script_source("clock", "breaker", "breaker_record"))
+        self._force_script = script(script_source("clock", "breaker", "breaker_force"))
+        self._status_script = script(script_source("clock", "breaker", "breaker_status"))
         self._backoff = backoff_from_config(config)
         self._is_excluded = compile_matchers(config.excluded_exceptions, on_error=False)
         self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
@@ -416,8 +227,9 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
         """Run a script and decode its answer; raises _StoreFailure. ``probe``: skip while taken as down."""
         if probe and self._down_until and SYSTEM_CLOCK.monotonic() < self._down_until:
             raise _StoreFailure(f"taken as down after: {self._store_error}")
+        clock, mono = self._clock.arguments()
         try:
-            raw = script(keys=self._keys, args=[*self._config_args, *args])
+            raw = script(keys=self._keys, args=[*clock, *self._config_args, *args])
         except (redis.RedisError, OSError) as exc:
             self._store_failed(f"{type(exc).__name__}: {exc}")
             raise _StoreFailure(f"{type(exc).__name__}: {exc}") from exc
@@ -427,6 +239,7 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
             detail = f"unexpected answer {raw!r:.200}"
             self._store_failed(detail)
             raise _StoreFailure(detail) from exc
+        self._clock.observe(reply.now, reply.stepped, mono)
         with self._lock:
             self._shared = reply
             recovered, self._down_until, self._store_error = self._down_until != 0.0, 0.0, None

@@ -1,7 +1,10 @@
-"""What every Redis user in the library shares: the bounded-calls rule for clients, and reply decoding."""
+"""What every Redis user in the library shares: the bounded-calls rule for clients, reply decoding,
+and the Lua scripts (kept in ``scripts/*.lua``, each action prefixed with the namespace clock)."""
 
 from __future__ import annotations
 
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import redis
@@ -33,3 +36,10 @@ def text(value: object) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"expected bytes or str from redis, got {value!r}")
+
+
+@cache
+def script_source(*names: str) -> str:
+    """The Lua source of ``scripts/<name>.lua`` for each name, joined in order."""
+    folder = resources.files("circuit_breakers.redis") / "scripts"
+    return "\n".join((folder / f"{name}.lua").read_text(encoding="utf-8") for name in names)
