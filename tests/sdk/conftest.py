@@ -42,7 +42,7 @@ from circuit_breakers import (
     is_outage,
 )
 
-CLIENT_TIMEOUT = 0.3
+CLIENT_TIMEOUT = 0.5
 """Seconds every client waits for an answer: the cost of each "hang" case."""
 
 Answer = Union[int, str]

@@ -55,7 +55,7 @@ def expected_requests_error(answer: Answer) -> type:
 
 
 def expected_httpx_error(answer: Answer) -> type:
-    return {"hang": httpx.ReadTimeout, "close": httpx.RemoteProtocolError}.get(str(answer), httpx.HTTPStatusError)
+    return {"hang": httpx.ReadTimeout, "close": httpx.TransportError}.get(str(answer), httpx.HTTPStatusError)
 
 
 def test_both_clients_get_the_order_through_a_healthy_server(
