@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from typing import Any, Dict
+from decimal import Decimal
+from typing import Any, Dict, List
 
 import httpx
 import pytest
 import requests
 
-from circuit_breakers import TradingCircuitBreakers
+from circuit_breakers import Order, Side, TradingCircuitBreakers
 
 from .conftest import (
     ANSWER_IDS,
@@ -22,6 +24,7 @@ from .conftest import (
     assert_trade_guard_halts_on_outages_only,
 )
 
+WAIT = 10.0
 ORDER = {"symbol": "SPY", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
 
 
@@ -106,3 +109,39 @@ def test_httpx_through_trade_guard(
     server: BrokerServer, httpx_client: httpx.Client, desk: TradingCircuitBreakers
 ) -> None:
     assert_trade_guard_halts_on_outages_only(server, desk, lambda: send_with_httpx(httpx_client, server))
+
+
+def test_eight_threads_of_refused_orders_never_halt_the_desk(
+    server: BrokerServer, desk: TradingCircuitBreakers
+) -> None:
+    """The desk that halted on three 400s: eight worker threads sending orders through trade_guard(order)."""
+    threads, orders_each = 8, 5
+    server.answer = 400
+    start = threading.Barrier(threads)
+    statuses: List[int] = []
+    lock = threading.Lock()
+
+    def worker(number: int) -> None:
+        with requests.Session() as own:
+            own.trust_env = False
+            start.wait(WAIT)
+            for sent in range(orders_each):
+                order = Order("SPY", Side.BUY, Decimal("1"), Decimal("100"), client_order_id=f"w{number}-{sent}")
+                try:
+                    with desk.trade_guard(order):
+                        send_with_requests(own, server)
+                except requests.HTTPError as refused:
+                    status = -1 if refused.response is None else refused.response.status_code
+                    with lock:
+                        statuses.append(status)
+
+    workers = [threading.Thread(target=worker, args=(number,)) for number in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in workers)
+    assert statuses == [400] * threads * orders_each
+    assert desk.can_trade()
+    connection = desk.get_status().details["connection"]
+    assert (connection["failed_requests"], connection["ignored_requests"]) == (0, threads * orders_each)
