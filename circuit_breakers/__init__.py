@@ -26,6 +26,7 @@ from circuit_breakers.errors import (
     UnknownBreakerError,
     UnknownOrderError,
 )
+from circuit_breakers.outage import is_outage
 from circuit_breakers.ratelimit import Limit, RateLimited, RateLimiter
 from circuit_breakers.registry import CircuitBreakerManager, default_manager
 from circuit_breakers.trading.breakers import TradingCircuitBreakers
@@ -119,5 +120,6 @@ __all__ = [
     "__version__",
     "circuit_breaker",
     "default_manager",
+    "is_outage",
     "rate_limited",
 ]

@@ -33,6 +33,7 @@ from circuit_breakers.clock import SYSTEM_CLOCK, Clock
 from circuit_breakers.config import CircuitBreakerConfig, compile_matchers
 from circuit_breakers.errors import CircuitOpenException, ConfigError, ConfigTypeError
 from circuit_breakers.events import Callbacks, Pending, fire
+from circuit_breakers.outage import REFUSALS
 from circuit_breakers.types import CircuitState, CircuitType
 from circuit_breakers.window import BucketedWindow, Tally
 
@@ -243,7 +244,8 @@ class CircuitBreaker(BreakerFront["_Period"]):
         self._clock = clock
         self._mono = clock.monotonic
         self._backoff = backoff_from_config(config)
-        self._is_excluded = compile_matchers(config.excluded_exceptions, on_error=False)
+        # The library's own refusals are never failures, whatever failure_exceptions says.
+        self._is_excluded = compile_matchers((*REFUSALS, *config.excluded_exceptions), on_error=False)
         self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
         self._init_front()
         # _lock guards every attribute below; reading the single reference _period needs no lock.

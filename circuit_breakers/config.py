@@ -136,7 +136,9 @@ class CircuitBreakerConfig:
 
     ``failure_exceptions`` say which exceptions are failures; ``excluded_exceptions`` (checked
     first) pass through counting as neither failure nor success. An exception matching neither also
-    counts as neither, and so does any ``BaseException`` that is not an ``Exception``.
+    counts as neither, and so does any ``BaseException`` that is not an ``Exception``, and so do the
+    library's own refusals (:data:`circuit_breakers.outage.REFUSALS`) whatever these settings say.
+    For a broker call, ``failure_exceptions=(is_outage,)`` counts outages and not refused requests.
 
     ``daily_loss_limit_pct``, ``max_drawdown_pct`` and ``position_limit`` are kept for
     compatibility with the original API; the generic breaker does not read them (trading limits

@@ -55,6 +55,7 @@ from circuit_breakers.clock import SYSTEM_CLOCK
 from circuit_breakers.config import CircuitBreakerConfig, check_number, compile_matchers
 from circuit_breakers.errors import CircuitOpenException, ConfigTypeError, StateStoreError
 from circuit_breakers.events import Pending, fire
+from circuit_breakers.outage import REFUSALS
 from circuit_breakers.redis.client import script_source, text
 from circuit_breakers.redis.store import RedisStore
 from circuit_breakers.types import CircuitState, CircuitType
@@ -205,7 +206,8 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
         self._force_script = script(script_source("clock", "breaker", "breaker_force"))
         self._status_script = script(script_source("clock", "breaker", "breaker_status"))
         self._backoff = backoff_from_config(config)
-        self._is_excluded = compile_matchers(config.excluded_exceptions, on_error=False)
+        # The library's own refusals are never failures, whatever failure_exceptions says.
+        self._is_excluded = compile_matchers((*REFUSALS, *config.excluded_exceptions), on_error=False)
         self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
         self._init_front()
         # _lock guards every attribute below (local counters, the last shared values seen, store health).

@@ -536,13 +536,18 @@ class TradingCircuitBreakers:
         return self._connection_reason() if self._connection.state is CircuitState.OPEN else None
 
     def _connection_reason(self) -> str:
+        """Why the connection breaker is open: the failures that tripped it (they leave the window as it
+        opens, so they are told from the threshold) or the failed trial call, the last error, the retry."""
         status = self._connection.get_status()
         retry = status["seconds_until_retry"]
-        return (
-            f"{status['failures_in_window']} failures in the last minute "
-            f"(threshold {self.config.connection_failure_threshold}); "
-            f"last: {status['last_failure_message']}" + (f"; retry in {retry:.1f}s" if retry else "")
-        )
+        threshold = self.config.connection_failure_threshold
+        if status["state"] == CircuitState.CLOSED.value:
+            what = f"{status['failures_in_window']} failures in the last minute (threshold {threshold})"
+        elif status["consecutive_trips"] > 1:
+            what = f"a trial call failed (trip {status['consecutive_trips']} in a row)"
+        else:
+            what = f"{threshold} failures in the last minute (threshold {threshold})"
+        return f"{what}; last: {status['last_failure_message']}" + (f"; retry in {retry:.1f}s" if retry else "")
 
     def record_order(self) -> bool:
         """Count one order if it fits both the per-minute and per-hour limits; False (not counted) if not.

@@ -17,6 +17,7 @@ from circuit_breakers.config import (
     to_decimal,
 )
 from circuit_breakers.errors import ConfigError, ConfigTypeError
+from circuit_breakers.outage import is_outage
 
 _DECIMAL_FIELDS = (
     "daily_loss_limit_pct",
@@ -43,8 +44,9 @@ class TradingBreakerConfig:
     - ``trading_day_timezone`` / ``trading_day_reset_time``: when the trading day (and with it the
       daily-loss and volatility halts) rolls over; default midnight in New York.
     - ``connection_errors``: exceptions leaving ``trade_guard`` that count as connection failures
-      (types or predicates). ``OSError`` covers builtin connection errors, timeouts, sockets and
-      requests' exceptions; add ``httpx.TransportError`` for httpx-based SDKs.
+      (types or predicates). The default, :func:`~circuit_breakers.is_outage`, counts timeouts,
+      transport errors and HTTP 5xx, 408 and 429 (requests, httpx, alpaca-py, ccxt, python-binance)
+      and not a refused order (any other 4xx); the library's own refusals never count.
     - ``stale_after_seconds``: while monitoring, trading blocks when the last good provider reading
       is older than this (default ``3 * check_interval_seconds + connection_timeout_seconds``).
     - ``volatility_min_samples``: completed daily returns needed before the volatility rule applies.
@@ -70,7 +72,7 @@ class TradingBreakerConfig:
     require_manual_reset: bool = True
     trading_day_timezone: str = "America/New_York"
     trading_day_reset_time: dt.time = dt.time(0, 0)
-    connection_errors: Tuple[ExceptionMatcher, ...] = (OSError,)
+    connection_errors: Tuple[ExceptionMatcher, ...] = (is_outage,)
     stale_after_seconds: Optional[float] = None
     volatility_min_samples: int = 5
     reset_max_attempts: int = 5

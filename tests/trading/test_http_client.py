@@ -415,7 +415,7 @@ def test_rejected_orders_do_not_halt_trading(
 # --- httpx ----------------------------------------------------------------------------------------
 
 
-def test_httpx_errors_are_not_connection_errors_by_default(
+def test_httpx_errors_are_connection_errors_by_default(
     make_breakers: MakeBreakers, httpx_broker: HttpxBroker, server: BrokerServer
 ) -> None:
     breakers = make_breakers(clock_=None, connection_timeout_seconds=30)
@@ -423,7 +423,7 @@ def test_httpx_errors_are_not_connection_errors_by_default(
     for _ in range(3):
         with pytest.raises(httpx.ConnectError):
             send_order(breakers, httpx_broker)
-    assert breakers.can_trade()  # httpx errors are not OSErrors: configure them
+    assert not breakers.can_trade()  # not OSErrors, but is_outage knows httpx's transport errors
 
 
 HTTPX_CONNECTION_ERRORS = (OSError, httpx.TransportError)
