@@ -144,6 +144,7 @@ class _Replay:
         with_breakers: List[Decimal] = []
         drawdown: List[Decimal] = []
         drawdown_with: List[Decimal] = []
+        pnl: List[Decimal] = []
         halted_days: Set[dt.date] = set()
         previous: Optional[Point] = None
         wealth = peak = _ZERO
@@ -154,8 +155,8 @@ class _Replay:
                 else:
                     if point.day > previous.day:
                         self._step(config.day_start(previous.day + _ONE_DAY), f"trading day {previous.day} ended")
-                    if self.reset_at is not None and self.reset_at <= point.at:
-                        self._reset_kill_switch()
+                    if self.reset_at is not None and self.key is not None and self.reset_at <= point.at:
+                        self._reset_kill_switch(self.reset_at, self.key)
                     self._step(point.at, _COOLED)
                     if self.state is _ACTIVE:
                         wealth += wealth * (point.equity - previous.equity - point.cash_flow) / previous.equity
@@ -177,12 +178,14 @@ class _Replay:
                 with_breakers.append(wealth)
                 drawdown.append(provider.drawdown_pct)
                 drawdown_with.append(percent_change(wealth - peak, peak) if wealth < peak else _ZERO)
+                pnl.append(provider.pnl_pct)
                 previous = point
         finally:
             breakers.close()
         self._set_state(_ACTIVE)  # closes an open span at the last row
         times = [point.at for point in self.points]
-        curve = Curve(times, equity, with_breakers, drawdown, drawdown_with)
+        flows = [_ZERO, *(point.cash_flow for point in self.points[1:])]
+        curve = Curve(times, equity, with_breakers, drawdown, drawdown_with, pnl, flows)
         return ReplayResult(
             events=tuple(self.events),
             summary=self._summary(curve, len(halted_days)),
@@ -195,13 +198,12 @@ class _Replay:
             source=self.source,
         )
 
-    def _reset_kill_switch(self) -> None:
-        assert self.reset_at is not None and self.key is not None  # set together by _killed
-        reset_at, self.reset_at = self.reset_at, None
+    def _reset_kill_switch(self, reset_at: dt.datetime, key: str) -> None:
+        self.reset_at = None
         lifting = f"kill switch reset with its key, {self.reset_after_days} days after it engaged"
         self._step(reset_at, lifting)
         self.lifting = lifting
-        self.breakers.reset_kill_switch(self.key, actor="replay")
+        self.breakers.reset_kill_switch(key, actor="replay")
         self._set_state(self.breakers.trading_state)
 
     def _summary(self, curve: Curve, days_halted: int) -> Summary:
@@ -224,5 +226,5 @@ class _Replay:
             max_drawdown_with_breakers_pct=min(curve.drawdown_with_breakers_pct),
             final_equity=curve.equity[-1],
             final_equity_with_breakers=curve.equity_with_breakers[-1],
-            net_cash_flow=sum((point.cash_flow for point in self.points[1:]), _ZERO),
+            net_cash_flow=sum(curve.cash_flow, _ZERO),
         )

@@ -63,8 +63,7 @@ class HistoryProvider:
             self._day, self._day_open, self._flows_today = day, self._last_equity, _ZERO
         self._flows_today += cash_flow
         self._peak += cash_flow
-        if equity > self._peak:
-            self._peak = equity
+        self._peak = max(self._peak, equity)
         self.equity = self._last_equity = equity
         self.pnl = equity - self._day_open - self._flows_today
         self.pnl_pct = percent_change(self.pnl, self._day_open + self._flows_today)

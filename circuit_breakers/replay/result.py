@@ -43,13 +43,16 @@ class Span:
 @dataclass(frozen=True)
 class Curve:
     """The replayed series, one entry per row: time (UTC), equity and drawdown (percent, <= 0),
-    as the history went and as it would have gone with the breakers (flat while not ACTIVE)."""
+    as the history went and as it would have gone with the breakers (flat while not ACTIVE), and
+    the history's daily P&L percent and cash flow at each row."""
 
     times: Sequence[dt.datetime]
     equity: Sequence[Decimal]
     equity_with_breakers: Sequence[Decimal]
     drawdown_pct: Sequence[Decimal]
     drawdown_with_breakers_pct: Sequence[Decimal]
+    daily_pnl_pct: Sequence[Decimal]
+    cash_flow: Sequence[Decimal]
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,17 @@ _ORDER_FIELDS: Mapping[str, Convert] = {
 }
 
 
+def parse_value(text: str) -> object:
+    """A setting typed on a command line, read as a TOML value would be: ``-1.5`` a Decimal, ``10`` an
+    int, ``true`` a bool, ``17:00:00`` a time; anything else is the string itself. Check the result
+    with the field's entry in :data:`TRADING_FIELDS`."""
+    try:
+        document = tomllib.loads(f"value = {text}", parse_float=Decimal)
+    except tomllib.TOMLDecodeError:
+        return text
+    return document["value"] if set(document) == {"value"} else text
+
+
 def _build(cls: Type[T], fields: Mapping[str, Convert], table: object, where: str, **extra: object) -> T:
     """Check ``table`` key by key, then construct ``cls``; every error is re-raised naming ``where``."""
     if not isinstance(table, dict):
