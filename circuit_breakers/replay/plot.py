@@ -53,8 +53,7 @@ def _matplotlib() -> Any:
     return Figure, FigureCanvasAgg
 
 
-def _save(figure: Any, canvas_type: Any, path: Path) -> None:
-    canvas_type(figure)
+def _save(figure: Any, path: Path) -> None:
     try:
         figure.savefig(os.fspath(path), dpi=110)
     except OSError as exc:
@@ -86,6 +85,12 @@ def _trip_label(result: ReplayResult, event: ReplayEvent, index: int) -> str:
 def plot_replay(result: ReplayResult, path: Path) -> None:
     """Draw the replay to a PNG at ``path``: equity with and without breakers above, drawdown below,
     halted spans shaded, each trip marked. Raises PlotError (matplotlib missing, file not writable)."""
+    figure = replay_figure(result)
+    _save(figure, path)
+
+
+def replay_figure(result: ReplayResult) -> Any:
+    """The matplotlib Figure that :func:`plot_replay` saves. Raises PlotError without matplotlib."""
     figure_type, canvas_type = _matplotlib()
     from matplotlib.patches import Patch  # noqa: PLC0415
 
@@ -188,7 +193,8 @@ def plot_replay(result: ReplayResult, path: Path) -> None:
     bottom.set_ylabel("Drawdown from peak (%)")
     bottom.set_xlabel(f"Time ({config.trading_day_timezone})")
     bottom.grid(alpha=0.3)
-    _save(figure, canvas_type, path)
+    canvas_type(figure)
+    return figure
 
 
 def _thousands() -> Any:
@@ -206,6 +212,11 @@ def plot_sweep(result: SweepResult, path: Path) -> None:
     """Draw a sweep to a PNG at ``path``: trips and days halted, final equity and maximum drawdown
     with breakers, each against the swept value (the history without breakers as a dashed line).
     Raises PlotError (matplotlib missing, file not writable)."""
+    _save(sweep_figure(result), path)
+
+
+def sweep_figure(result: SweepResult) -> Any:
+    """The matplotlib Figure that :func:`plot_sweep` saves. Raises PlotError without matplotlib."""
     figure_type, canvas_type = _matplotlib()
     points = result.points
     numeric = all(isinstance(point.value, (Decimal, int, float)) for point in points)
@@ -248,4 +259,5 @@ def plot_sweep(result: SweepResult, path: Path) -> None:
     figure.suptitle(f"Sweep of {result.param} over {source}: {history.rows:,} rows", fontsize=12)
     if result.note:
         trips_axis.set_title(result.note, fontsize=8, color="#444444")
-    _save(figure, canvas_type, path)
+    canvas_type(figure)
+    return figure
