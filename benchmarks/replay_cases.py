@@ -120,7 +120,7 @@ def replay_case(ctx: Context) -> CaseResult:
 
 def _replay_case(ctx: Context) -> CaseResult:
     settings = ctx.settings
-    rows = 2_000 if settings.quick else 30_000
+    rows = 2_000 if settings.quick else 10_000
     reps = 1 if settings.quick else 3
     case = CaseResult("replay", "8. Replay: a history through the real breakers, one check_now() per row")
     table = Table(

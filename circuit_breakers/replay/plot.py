@@ -133,35 +133,26 @@ def replay_figure(result: ReplayResult) -> Any:
     by_breaker: Dict[str, List[ReplayEvent]] = {}
     for event in trips:
         by_breaker.setdefault(event.breaker, []).append(event)
+    labelled: List[Tuple[ReplayEvent, int, float]] = []
     for breaker, events in by_breaker.items():
         marker, color, size = _MARKERS.get(breaker, ("o", "#555555", 40))
         rows = [_row_at(result, event.time) for event in events]
         values = [float(curve.equity[row]) for row in rows]
         when = _local(result, [event.time for event in events])
         top.scatter(when, values, marker=marker, color=color, s=size, zorder=5, label=f"{breaker} trip ({len(events)})")
-        if len(trips) > _LABELLED_TRIPS and breaker != "max_drawdown":
-            continue  # too many to read: the legend counts them
-        offset = {"max_drawdown": (6, 8), "volatility": (6, -24)}.get(breaker, (6, -12))
-        for event, row, value, at in zip(events, rows, values, when):
-            top.annotate(
-                _trip_label(result, event, row),
-                (at, value),
-                xytext=offset,
-                textcoords="offset points",
-                fontsize=8,
-                color=color,
-                weight="bold" if breaker == "max_drawdown" else "normal",
-            )
+        if len(trips) <= _LABELLED_TRIPS or breaker == "max_drawdown":
+            labelled += zip(events, rows, values)
+    _label_trips(result, top, labelled, times)
     for row, flow in enumerate(curve.cash_flow):
         if flow:
             top.annotate(
                 f"{'deposit' if flow > 0 else 'withdrawal'} {flow:+,.0f}",
                 (times[row], float(curve.equity[row])),
-                xytext=(-12, 12),
+                xytext=(12, -22) if flow > 0 else (12, 16),  # on the side the curve left empty
                 textcoords="offset points",
                 fontsize=8,
                 color="#2e7d32",
-                ha="right",
+                ha="left",
                 arrowprops={"arrowstyle": "-", "color": "#2e7d32", "lw": 0.8},
             )
 
@@ -195,6 +186,29 @@ def replay_figure(result: ReplayResult) -> Any:
     bottom.grid(alpha=0.3)
     canvas_type(figure)
     return figure
+
+
+def _label_trips(
+    result: ReplayResult, axis: Any, labelled: List[Tuple[ReplayEvent, int, float]], times: List[dt.datetime]
+) -> None:
+    """Label each trip beside its marker, stacking the labels of trips close in time so none overlap."""
+    start, span = times[0], max((times[-1] - times[0]).total_seconds(), 1.0)
+    previous_x, level = -1.0, 0
+    for event, row, value in sorted(labelled, key=lambda item: item[1]):
+        x = (times[row] - start).total_seconds() / span
+        level = level + 1 if x - previous_x < 0.06 else 0  # within 6 % of the width: one line lower
+        previous_x = x
+        color = _MARKERS.get(event.breaker, ("o", "#555555", 40))[1]
+        kill = event.breaker == "max_drawdown"
+        axis.annotate(
+            _trip_label(result, event, row),
+            (times[row], value),
+            xytext=(10, -22) if kill else (8, -12 - 11 * level),  # a kill ends a fall: below is clear
+            textcoords="offset points",
+            fontsize=8,
+            color=color,
+            weight="bold" if kill else "normal",
+        )
 
 
 def _thousands() -> Any:

@@ -17,7 +17,10 @@ from circuit_breakers.replay import HistoryRow
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def daily(start: dt.date, values: Sequence[Union[int, str, Tuple[Union[int, str], Union[int, str]]]]) -> List[HistoryRow]:
+Value = Union[int, str]
+
+
+def daily(start: dt.date, values: Sequence[Union[Value, Tuple[Value, Value]]]) -> List[HistoryRow]:
     """Rows on consecutive weekdays from ``start``: each value is an equity, or (equity, cash flow)."""
     rows = []
     day = start

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 
@@ -118,7 +118,7 @@ def test_sweep_takes_negative_values_after_a_space(tmp_path: Path, capsys: pytes
     assert [(run["value"], run["total_trips"]) for run in runs] == [("-2", 1), ("-3", 0)]
 
 
-def python_m(*args: str, env: "dict[str, str] | None" = None) -> subprocess.CompletedProcess[str]:
+def python_m(*args: str, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "circuit_breakers", *args],
         capture_output=True,
@@ -134,7 +134,7 @@ def test_python_m_runs_replay_and_sweep_on_the_example() -> None:
     replayed = python_m("replay", str(EXAMPLE), "--reset-after-days", "5")
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stderr == ""  # the kill switch's audit log lines stay out of the output
-    assert "  trips                daily_loss 8, max_drawdown 1, volatility 3" in replayed.stdout
+    assert "  trips                daily_loss 3, max_drawdown 1, volatility 4" in replayed.stdout
     swept = python_m("sweep", str(EXAMPLE), "--param", "max_drawdown_pct", "--values", "-8,-12")
     assert swept.returncode == 0, swept.stderr
     assert swept.stdout.splitlines()[0].split()[0] == "max_drawdown_pct"

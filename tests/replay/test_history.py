@@ -75,7 +75,10 @@ def test_bad_files_and_rows_name_the_line(tmp_path: Path, text: str, message: st
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("time,equity\n2024-03-05,100\n2024-03-04,100\n", "line 3: time 2024-03-04 is not after the row before it (2024-03-05)"),
+        (
+            "time,equity\n2024-03-05,100\n2024-03-04,100\n",
+            "line 3: time 2024-03-04 is not after the row before it (2024-03-05)",
+        ),
         ("time,equity\n2024-03-05T10:00,100\n2024-03-05T10:00,101\n", "line 3: time 2024-03-05T10:00:00 is not after"),
         ("time,equity\n2024-03-05,100\n2024-03-06,0\n", "line 3: equity must be > 0, got 0"),
         ("time,equity\n", "no rows to replay"),

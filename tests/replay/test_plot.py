@@ -43,21 +43,22 @@ def test_replay_plot_is_a_png_with_its_parts_labelled(tmp_path: Path, image: Any
     assert pixels.shape[:2] == (770, 1210)
     assert pixels.std() > 0.05  # not a blank canvas
     labels = texts(replay_figure(result))
-    assert any(text.startswith("Replay of example_history.csv: trips daily_loss 8") for text in labels)
+    assert any(text.startswith("Replay of example_history.csv: trips daily_loss 3") for text in labels)
     assert "Equity (account currency)" in labels
     assert "Drawdown from peak (%)" in labels
     assert "Time (America/New_York)" in labels
     for entry in (
         "without breakers (history)",
         "with breakers (flat while halted)",
-        "daily_loss trip (8)",
+        "daily_loss trip (3)",
+        "volatility trip (4)",
         "max_drawdown trip (1)",
         "halted (kill switch: nothing trades)",
         "day halt (reduce-only until the next trading day)",
     ):
         assert entry in labels
-    assert sum(text.startswith("daily loss -") for text in labels) == 8  # each trip labelled
-    assert "KILL SWITCH at -10.01% drawdown" in labels
+    assert sum(text.startswith("daily loss -") for text in labels) == 3  # each trip labelled
+    assert "KILL SWITCH at -10.00% drawdown" in labels
     assert "deposit +250,000" in labels
 
 

@@ -103,7 +103,7 @@ def test_a_float_becomes_the_decimal_written_not_the_binary_value(tmp_path: Path
     trading, _ = load_config(write(tmp_path, "[trading]\ndaily_loss_limit_pct = -2.1\ndaily_loss_warning_pct = -0.1\n"))
     assert trading.daily_loss_limit_pct == Decimal("-2.1")
     assert trading.daily_loss_warning_pct == Decimal("-0.1")
-    assert Decimal(-0.1) != Decimal("-0.1")  # what parse_float=Decimal avoids
+    assert Decimal(float("-0.1")) != Decimal("-0.1")  # what parse_float=Decimal avoids
 
 
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
