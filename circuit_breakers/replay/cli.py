@@ -3,7 +3,7 @@
 Exit status: 0 done; 2 bad command line (argparse); 3 the history cannot be read or replayed (a
 missing file, a bad header, a bad or out-of-order row: the message names the line); 4 the limits
 file or a swept value is invalid (the message names the file, table, key or value); 5 the plot
-cannot be made (matplotlib missing: install the ``plot`` extra; or the file cannot be written).
+cannot be made (matplotlib missing: install the plot extra; or the file cannot be written).
 Errors print one line on stderr, never a traceback.
 """
 
@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, Callable, List, Optional, Sequence, Union
@@ -106,6 +107,10 @@ def _run(prog: str, work: Callable[[], int], err: Print) -> int:
     except PlotError as exc:
         err(f"{prog}: error: {exc}")
         return EXIT_PLOT
+    except BrokenPipeError:  # the reader went away (``| head``): nothing more to say, and no traceback
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _stderr(line: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -154,3 +155,25 @@ def test_a_missing_matplotlib_is_a_clear_one_line_error(tmp_path: Path) -> None:
         "pip install 'circuit_breakers[plot]' (No module named matplotlib)"
     ]
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
+    # Alternate +3 % and -3 % days: three events a day, far more output than a pipe holds.
+    start = dt.date(2020, 1, 1)
+    lines = ["time,equity"]
+    for day in range(600):
+        lines.append(f"{start + dt.timedelta(days=day)}T12:00:00+00:00,{100000 if day % 2 == 0 else 97000}")
+    path = history(tmp_path, "\n".join(lines) + "\n")
+    with subprocess.Popen(
+        [sys.executable, "-m", "circuit_breakers", "replay", path, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.read(1) == b"{"
+        process.stdout.close()  # as `| head -1` does, long before the end
+        assert process.wait(timeout=60) == 0
+        assert process.stderr.read() == b""
+
