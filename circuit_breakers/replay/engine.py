@@ -125,7 +125,7 @@ class _Replay:
 
     def _set_state(self, state: TradingState) -> None:
         if state is not self.state:
-            if self.state is not _ACTIVE:
+            if self.state is not _ACTIVE and self.now > self.since:
                 self.spans.append(Span(self.since, self.now, self.state))
             self.state, self.since = state, self.now
 

@@ -194,3 +194,10 @@ def test_a_daily_history_shows_trading_days() -> None:
 def test_bad_arguments_are_refused(kwargs: Any, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         replay(hourly_fall(), **kwargs)
+
+
+def test_a_trip_on_the_last_row_leaves_no_empty_span() -> None:
+    result = replay(daily(MONDAY, [100000, 97000]))
+    assert result.summary.trips == {"daily_loss": 1}
+    assert result.spans == ()
+    assert result.summary.days_halted == 1
