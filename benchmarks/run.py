@@ -7,6 +7,7 @@
     python benchmarks/run.py --without redis              # skip case 7 (as if redis-server were missing)
     python benchmarks/run.py --profile decorator           # cProfile 1e6 calls of one of our hot paths
     python benchmarks/run.py --profile check_order --profile-calls 100000   # ... or of a slower one
+    python benchmarks/run.py --profile replay --profile-calls 20000         # replay 20,000 minute rows
 
 Speed is measured and reported, never asserted: the "targets" section says met / not met. The
 script fails only when a correctness check fails (can_trade() calling the provider, a rejection
@@ -32,6 +33,7 @@ from harness import CaseResult, Settings, ns
 from peers import PEER_MODULES, Peer, load_peers
 from ratelimit_cases import rate_limits_case
 from redis_cases import redis_case
+from replay_cases import REPLAY_HOT_PATHS, replay_case
 from subjects import HOT_PATHS, hot_path
 
 import circuit_breakers
@@ -44,6 +46,7 @@ CASES: Sequence[Callable[[Context], CaseResult]] = (
     rate_limits_case,
     threads_case,
     redis_case,
+    replay_case,
 )
 WITHOUT_CHOICES = (*PEER_MODULES, "redis")
 
@@ -229,6 +232,10 @@ def targets(cases: Dict[str, CaseResult]) -> List[Target]:
     sleep = threads.extra.get("one_ms_calls", {}).get("ours @breaker", {})
     out.append(_at_least("ours: 1 ms calls, 8 threads, throughput / unprotected", sleep.get("vs_unprotected"), 0.9))
     out.extend(redis_targets(cases.get("redis")))
+    calm = cases["replay"].extra.get("histories", {}).get("calm", {})
+    goal = cases["replay"].extra.get("goal_rows_per_second", 50_000)
+    rate = calm.get("rows_per_second")
+    out.append(_at_least("replay(): rows replayed per second, calm history", rate, goal, " rows/s"))
     return out
 
 
@@ -260,10 +267,13 @@ def checks(cases: Dict[str, CaseResult]) -> List[Target]:
 # --- profiling ----------------------------------------------------------------------------------------
 
 
+PROFILED = {**HOT_PATHS, **REPLAY_HOT_PATHS}
+
+
 def profile(name: str, calls: int, top: int) -> int:
-    loop = hot_path(name)
+    loop = hot_path(name) if name in HOT_PATHS else PROFILED[name]() if name in PROFILED else None
     if loop is None:
-        print(f"unknown hot path {name!r}; choose from: {', '.join(HOT_PATHS)}", file=sys.stderr)
+        print(f"unknown hot path {name!r}; choose from: {', '.join(PROFILED)}", file=sys.stderr)
         return 2
     loop(1000)  # warm-up, outside the profile
     profiler = cProfile.Profile()
@@ -294,7 +304,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         default=[],
         help=f"comma-separated peers to treat as missing, or redis to skip case 7 ({', '.join(WITHOUT_CHOICES)})",
     )
-    parser.add_argument("--profile", metavar="PATH", choices=sorted(HOT_PATHS), help="cProfile one of our hot paths")
+    parser.add_argument("--profile", metavar="PATH", choices=sorted(PROFILED), help="cProfile one of our hot paths")
     parser.add_argument("--profile-calls", type=int, default=1_000_000, help="calls under --profile (default 1e6)")
     parser.add_argument("--profile-top", type=int, default=15, help="functions listed by --profile (default 15)")
     return parser.parse_args(argv)

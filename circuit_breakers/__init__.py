@@ -31,6 +31,7 @@ from circuit_breakers.ratelimit import Limit, RateLimited, RateLimiter
 from circuit_breakers.registry import CircuitBreakerManager, default_manager
 from circuit_breakers.trading.breakers import TradingCircuitBreakers
 from circuit_breakers.trading.config import TradingBreakerConfig
+from circuit_breakers.trading.config_file import LimitsFile, load_config
 from circuit_breakers.trading.guard import TradeGuard
 from circuit_breakers.trading.orders import (
     Order,
@@ -94,6 +95,7 @@ __all__ = [
     "FixedBackoff",
     "KillSwitchError",
     "Limit",
+    "LimitsFile",
     "ManualClock",
     "Order",
     "OrderDecision",
@@ -121,5 +123,6 @@ __all__ = [
     "circuit_breaker",
     "default_manager",
     "is_outage",
+    "load_config",
     "rate_limited",
 ]

@@ -10,6 +10,7 @@ redis`` forces its skip path.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "run.py"
-CASES = {"closed_path", "open_rejection", "context_manager", "trading", "rate_limits", "threads", "redis"}
+CASES = {"closed_path", "open_rejection", "context_manager", "trading", "rate_limits", "threads", "redis", "replay"}
 PEERS = ("pybreaker", "circuitbreaker", "limits", "pyrate-limiter")
 
 
@@ -32,6 +33,7 @@ def run_quick(tmp_path: Path, extra: List[str]) -> Dict[str, Any]:
         text=True,
         timeout=60,
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's package, whatever is installed
         check=False,
     )
     assert completed.returncode == 0, f"stdout:\n{completed.stdout[-3000:]}\nstderr:\n{completed.stderr[-3000:]}"
@@ -82,6 +84,11 @@ def test_quick_run_reports_every_case(tmp_path: Path, without_peers: bool) -> No
         assert "skipped" in document["cases"]["rate_limits"]["measurements"]["limits"]
         assert "pybreaker" not in threads["hammer"]
     check_redis_case(document, without_peers)
+    replay = document["cases"]["replay"]
+    assert replay["histories"]["calm"]["rows_per_second"] > 0
+    assert replay["histories"]["turbulent"]["trips"]["max_drawdown"] == 1
+    assert "ns_per_call" in replay["measurements"]["check_now"]
+    assert "replay(): rows replayed per second, calm history" in [target["name"] for target in document["targets"]]
 
 
 def check_redis_case(document: Dict[str, Any], without_peers: bool) -> None:

@@ -23,7 +23,7 @@ def run_block(indent: str, code: str, tmp_path: Path, request: pytest.FixtureReq
     """Run one README block as a script; return its output."""
     script = tmp_path / "example.py"
     script.write_text(_dedent(indent, code), encoding="utf-8")
-    env = dict(os.environ)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's package, whatever is installed
     if "REDIS_URL" in code:  # a Redis example: give it a real server of its own
         env["REDIS_URL"] = request.getfixturevalue("own_redis_server").url
     result = subprocess.run(
