@@ -152,12 +152,14 @@ def _breakers(document: Mapping[str, Any]) -> str:
         failures, calls = _number(breaker.get("failures_in_window")), _number(breaker.get("calls_in_window"))
         if calls == 0:
             bits.append("no calls in the window")
+        elif failures == 0 and calls is not None:
+            bits.append(f"{calls:g} calls in the window, none failed")
         elif failures is not None and calls is not None:
             rate = _number(breaker.get("failure_rate"))
             share = f" ({rate:.0%})" if rate is not None else ""
             bits.append(f"{failures:g} of {calls:g} calls failed{share}")
         retry = _number(breaker.get("seconds_until_retry"))
-        if retry is not None:
+        if retry is not None and state in _OPEN:
             bits.append(f"retry in {_seconds(retry)}")
         detail = f'<div class="detail">{_e(" · ".join(bits))}</div>' if bits else ""
         attrs = f' data-breaker="{_e(breaker.get("name"))}" data-state="{_e(kind)}"'
@@ -218,12 +220,14 @@ def title_of(document: Optional[Mapping[str, Any]]) -> str:
 
 def render_page(document: Optional[Mapping[str, Any]], *, error: Optional[str] = None) -> str:
     """The whole HTML page for ``document``; with ``document=None``, "status unavailable: ``error``"."""
-    desk = document.get("desk") if document is not None else None
-    updated = _when(document.get("generated_at"), short=True) if document is not None else "not updated"
-    top = (
-        f'<header class="top"><span>Desk <b>{_e(desk or "default")}</b></span>'
-        f"<span>updated {_e(updated)}</span></header>"
-    )
+    if document is None:
+        top = '<header class="top"><span><b>Trading status</b></span></header>'
+    else:
+        updated = _when(document.get("generated_at"), short=True)
+        top = (
+            f'<header class="top"><span>Desk <b>{_e(document.get("desk") or "default")}</b></span>'
+            f"<span>updated {_e(updated)}</span></header>"
+        )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -9,9 +9,10 @@ STYLE = """
 --bad-ink:#fca5a5;--track:#263040}}
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%}
-body{margin:0;background:var(--bg);color:var(--ink);
+body{margin:0;background:var(--bg);color:var(--ink);overflow-wrap:anywhere;
 font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 main,footer{max-width:920px;margin:0 auto;padding:0 16px}
+.top>span{min-width:0}
 .top{display:flex;justify-content:space-between;align-items:baseline;flex-wrap:wrap;gap:4px 12px;
 padding:14px 0 10px;color:var(--muted);font-size:13px}
 .top b{color:var(--ink);font-size:16px}
@@ -36,8 +37,8 @@ h2+.row{border-top:0}
 .name{font-weight:600}
 .detail{color:var(--muted);font-size:13px}
 .count{flex:none;min-width:5.5em;text-align:right;font-variant-numeric:tabular-nums;font-weight:600}
-.pill{flex:none;border-radius:999px;padding:2px 10px;font-size:12px;font-weight:700;text-transform:uppercase;
-letter-spacing:.04em;white-space:nowrap}
+.pill{flex:none;max-width:50%;overflow:hidden;text-overflow:ellipsis;border-radius:999px;padding:2px 10px;
+font-size:12px;font-weight:700;text-transform:uppercase;letter-spacing:.04em;white-space:nowrap}
 .pill.closed,.pill.ok,.pill.active{background:var(--ok-bg);color:var(--ok-ink)}
 .pill.half_open,.pill.warn,.pill.reducing{background:var(--warn-bg);color:var(--warn-ink)}
 .pill.open,.pill.forced_open,.pill.bad,.pill.halted{background:var(--bad-bg);color:var(--bad-ink)}
