@@ -143,7 +143,7 @@ def test_a_lost_server_leaves_the_last_state_dimmed_under_a_notice(
 
     class GoesAway:
         def status(self) -> Dict[str, Any]:
-            threading.Thread(target=server[0].close).start()  # gone after this first answer
+            server[0].close()  # from the request's own thread: gone before this first answer is sent
             return inner.status()
 
         def metric_families(self) -> List[MetricFamily]:
