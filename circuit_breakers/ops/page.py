@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, List, Optional
 
@@ -58,7 +59,7 @@ def _when(value: Any, *, short: bool = False) -> str:
 
 def _seconds(value: Any) -> str:
     seconds = _number(value)
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "unknown"
     if seconds < 10:
         return f"{seconds:.1f} s"
@@ -178,7 +179,10 @@ def _processes(document: Mapping[str, Any]) -> str:
             bits.append("kill switch engaged")
         bits.extend(_strings(process.get("reasons")))
         what = f'<div class="name">{_e(process.get("id"))}</div><div class="detail">{_e(" · ".join(bits))}</div>'
-        pill = _pill("bad", "stale") if stale else _pill(str(state) if state in _BANNERS else "unknown", str(state))
+        if stale:
+            pill = _pill("bad", "stale")
+        else:
+            pill = _pill(str(state), str(state)) if state in _BANNERS else _pill("unknown", "unknown")
         rows.append(_row(what, pill))
     return _card("Processes", rows) if "processes" in document else ""
 

@@ -6,6 +6,7 @@ only when :func:`register` is called, so this module imports without it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 import weakref
@@ -86,7 +87,8 @@ class Collector:
             self._registered = False
             if _collectors.get(self.registry) is self:
                 del _collectors[self.registry]
-        self.registry.unregister(self)
+        with contextlib.suppress(KeyError):  # already taken off the registry directly
+            self.registry.unregister(self)
 
     def __repr__(self) -> str:
         names = ", ".join(desk.name for desk in self.desks)

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import socket
 import threading
 from collections.abc import Mapping
@@ -67,6 +68,17 @@ class _ErrorLog:
         logger.warning("%s: %s", what, text, exc_info=exc)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with infinities and NaN as None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -85,7 +97,9 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     server_version = "circuit_breakers-status"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version  # not the Python version
 
     def do_GET(self) -> None:
         self._answer(send_body=True)
@@ -136,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _status(self) -> Reply:
         document, error = self._document()
-        payload = {"error": error} if document is None else jsonable(document)
+        payload = {"error": error} if document is None else _finite(jsonable(document))
         return (200 if error is None else 503), _JSON, json.dumps(payload, default=str).encode("utf-8")
 
     def _metrics(self) -> Reply:
@@ -184,7 +198,7 @@ class StatusServer:
             raise ConfigTypeError(f"source must have status() and metric_families(), got {source!r}")
         self.source = source
         self._server = _HTTPServer((host, port), source)
-        self.host = host
+        self.host = str(self._server.server_address[0])  # "" binds every address: "0.0.0.0"
         self.port: int = self._server.server_address[1]
         self._closed = False
         self._lock = threading.Lock()

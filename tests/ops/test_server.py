@@ -133,6 +133,7 @@ def test_the_page(serve: Callable[..., StatusServer], make_breakers: MakeBreaker
     assert status == 200
     assert headers["content-type"] == "text/html; charset=utf-8"
     assert "default-src 'none'" in headers["content-security-policy"]
+    assert headers["server"] == "circuit_breakers-status"  # no Python version
     assert "<h1>HALTED</h1>" in page
     assert "risk desk &lt;b&gt;now&lt;/b&gt;" in page
     assert get(server.url + "?anything=1")[0] == 200
@@ -186,6 +187,26 @@ def test_a_failing_source_gets_503_and_no_traceback(
     ]
     source.error = None
     assert get(server.url + "status.json")[0] == 200  # recovers with the source
+
+
+def test_status_json_is_strict_json(serve: Callable[..., StatusServer]) -> None:
+    source = Broken()
+    source.error = None
+    source.document = {
+        "trading_state": "halted",
+        "breakers": [{"name": "a", "state": "open", "seconds_until_retry": float("inf")}],
+        "processes": [{"id": "h:1", "age_seconds": float("nan")}],
+    }
+    server = serve(source)
+    _, _, body = get(server.url + "status.json")
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    document = json.loads(body, parse_constant=refuse)
+    assert document["breakers"][0]["seconds_until_retry"] is None
+    assert document["processes"][0]["age_seconds"] is None
+    assert "retry in unknown" in get(server.url)[2].decode()
 
 
 def test_a_source_that_returns_no_dict_is_unavailable(serve: Callable[..., StatusServer]) -> None:
