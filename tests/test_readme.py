@@ -23,7 +23,9 @@ def run_block(indent: str, code: str, tmp_path: Path, request: pytest.FixtureReq
     """Run one README block as a script; return its output."""
     script = tmp_path / "example.py"
     script.write_text(_dedent(indent, code), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's package, whatever is installed
+    env = dict(os.environ)
+    # The example runs from a temporary directory: import the package from this tree.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if "REDIS_URL" in code:  # a Redis example: give it a real server of its own
         env["REDIS_URL"] = request.getfixturevalue("own_redis_server").url
     result = subprocess.run(
@@ -58,3 +60,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert len(setup) == 2
     assert setup[0].endswith("python3 -m circuit_breakers demo")
     assert setup[1] in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_readme_operating_examples_show_what_they_say(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    (indent, metrics), (_, page) = [block for block in BLOCKS if "circuit_breakers.ops" in block[1]]
+    assert 'trading_kill_switch_engaged{desk="us"} 1.0' in run_block(indent, metrics, tmp_path, request)
+    output = run_block(indent, page, tmp_path, request)
+    assert re.search(r"open http://127\.0\.0\.1:\d+/ in a browser\nactive\n", output)
+
+
+def test_readme_screenshot_exists() -> None:
+    assert "](docs/status-page.png)" in README
+    assert (ROOT / "docs" / "status-page.png").read_bytes().startswith(b"\x89PNG")
