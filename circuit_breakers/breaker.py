@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import types
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,6 +96,23 @@ class _Period:
         self.trial_started: Optional[float] = None  # HALF_OPEN: when the first trial was admitted
 
 
+_UNRUN = (types.CoroutineType, types.AsyncGeneratorType)
+
+
+class _NotRun(BaseException):
+    """The outcome of a call whose body never ran: neither a success nor a failure."""
+
+
+_NOT_RUN = _NotRun()
+
+
+def _refuse_unrun(func: object, result: Any) -> ConfigTypeError:
+    """Close what an async function returned (its body never runs) and say why it is refused."""
+    if isinstance(result, types.CoroutineType):
+        result.close()
+    return ConfigTypeError(f"{func!r} is async; circuit_breakers protects blocking calls only")
+
+
 def ensure_sync(func: Callable[..., Any]) -> None:
     """Raise ConfigTypeError if ``func`` is not callable, or would return a coroutine or generator."""
     if not callable(func):
@@ -157,6 +175,9 @@ class BreakerFront(ABC, Generic[T]):
         except BaseException as exc:
             self._raised(ticket, exc)
             raise
+        if isinstance(result, _UNRUN):  # an async function: its body has not run, so nothing happened yet
+            self._raised(ticket, _NOT_RUN)  # not an Exception: counted as neither, a half-open permit given back
+            raise _refuse_unrun(func, result)
         self._succeeded(ticket)
         return result
 

@@ -118,7 +118,9 @@ class TradingBreakerConfig:
             )
         check_int("connection_failure_threshold", self.connection_failure_threshold, 1)
         check_number("connection_timeout_seconds", self.connection_timeout_seconds)
-        check_number("check_interval_seconds", self.check_interval_seconds)
+        # The monitor waits this long between polls: a wait longer than a day is a mistake (and one past
+        # the platform's longest timeout would fail only when the thread first waits).
+        check_number("check_interval_seconds", self.check_interval_seconds, maximum=86_400.0)
         check_number("cooldown_seconds", self.cooldown_seconds, inclusive=True)
         if self.stale_after_seconds is not None:
             check_number("stale_after_seconds", self.stale_after_seconds)
