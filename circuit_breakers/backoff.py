@@ -52,5 +52,5 @@ class ExponentialBackoff(Backoff):
 def backoff_from_config(config: CircuitBreakerConfig) -> Backoff:
     """The policy a config describes."""
     if config.exponential_backoff:
-        return ExponentialBackoff(config.open_timeout_seconds, config.backoff_multiplier, config.max_backoff_seconds)
+        return ExponentialBackoff(config.open_timeout_seconds, config.backoff_multiplier, config.backoff_cap)
     return FixedBackoff(config.open_timeout_seconds)

@@ -123,6 +123,9 @@ def compile_matchers(items: Tuple[ExceptionMatcher, ...], *, on_error: bool) -> 
     return matches
 
 
+_DEFAULT_MAX_BACKOFF = 300.0
+
+
 @dataclass(frozen=True)
 class CircuitBreakerConfig:
     """Settings of a :class:`~circuit_breakers.CircuitBreaker`; every field is checked here.
@@ -132,7 +135,9 @@ class CircuitBreakerConfig:
     Recovery: after the open timeout, up to ``half_open_max_calls`` concurrent trial calls;
     ``success_threshold`` successes close it, any failure re-opens it, and a half-open state that
     has not decided within ``half_open_timeout_seconds`` re-opens. The k-th consecutive trip stays
-    open ``min(open_timeout_seconds * backoff_multiplier ** (k - 1), max_backoff_seconds)``.
+    open ``min(open_timeout_seconds * backoff_multiplier ** (k - 1), max_backoff_seconds)``;
+    ``max_backoff_seconds`` left unset is 300, or the open timeout when that is longer (only a cap
+    given below a given open timeout is an error).
 
     ``failure_exceptions`` say which exceptions are failures; ``excluded_exceptions`` (checked
     first) pass through counting as neither failure nor success. An exception matching neither also
@@ -155,7 +160,7 @@ class CircuitBreakerConfig:
     open_timeout_seconds: float = 60
     half_open_timeout_seconds: float = 30
     exponential_backoff: bool = True
-    max_backoff_seconds: float = 300
+    max_backoff_seconds: Optional[float] = None
     backoff_multiplier: float = 2.0
     daily_loss_limit_pct: Decimal = Decimal("-2.0")
     max_drawdown_pct: Decimal = Decimal("-10.0")
@@ -174,6 +179,9 @@ class CircuitBreakerConfig:
             raise ConfigError(f"failure_rate_threshold must be in (0, 1], got {self.failure_rate_threshold!r}")
         check_bool("exponential_backoff", self.exponential_backoff)
         # Seconds and ratios are stored as floats, whatever number type they were given as.
+        if self.max_backoff_seconds is None:  # unset: 300 s, or the open timeout if that is longer
+            timeout = check_number("open_timeout_seconds", self.open_timeout_seconds)
+            object.__setattr__(self, "max_backoff_seconds", max(_DEFAULT_MAX_BACKOFF, timeout))
         for name in (
             "failure_rate_threshold",
             "failure_window_seconds",
@@ -184,7 +192,7 @@ class CircuitBreakerConfig:
             object.__setattr__(self, name, check_number(name, getattr(self, name)))
         multiplier = check_number("backoff_multiplier", self.backoff_multiplier, minimum=1.0, inclusive=True)
         object.__setattr__(self, "backoff_multiplier", multiplier)
-        if self.max_backoff_seconds < self.open_timeout_seconds:
+        if self.backoff_cap < self.open_timeout_seconds:  # both given, and they contradict
             raise ConfigError(
                 f"max_backoff_seconds must be >= open_timeout_seconds ({self.open_timeout_seconds!r}), "
                 f"got {self.max_backoff_seconds!r}"
@@ -193,6 +201,11 @@ class CircuitBreakerConfig:
             object.__setattr__(self, name, to_decimal(name, getattr(self, name)))
         for name in ("failure_exceptions", "excluded_exceptions"):
             object.__setattr__(self, name, check_matchers(name, getattr(self, name)))
+
+    @property
+    def backoff_cap(self) -> float:
+        """``max_backoff_seconds`` as set after validation (never None)."""
+        return float(self.max_backoff_seconds or 0.0)
 
     def replace(self, **changes: Any) -> CircuitBreakerConfig:
         """Return a copy with ``changes`` applied (and validated); unknown names raise ConfigTypeError."""

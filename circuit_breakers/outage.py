@@ -16,6 +16,8 @@ costs nothing.
 
 from __future__ import annotations
 
+import enum
+import socket
 from typing import FrozenSet, List, Optional, Tuple, Type
 
 from circuit_breakers.errors import (
@@ -26,7 +28,7 @@ from circuit_breakers.errors import (
     TradingHalted,
 )
 
-__all__ = ["REFUSALS", "http_status", "is_outage"]
+__all__ = ["REFUSALS", "SendOutcome", "http_status", "is_outage", "send_outcome"]
 
 REFUSALS: Tuple[Type[CircuitBreakerError], ...] = (
     CircuitOpenException,
@@ -206,3 +208,55 @@ def is_outage(exc: BaseException) -> bool:
         return sdk_says_outage
     except Exception:  # a hostile exception object: no evidence of an outage could be read
         return False
+
+
+class SendOutcome(str, enum.Enum):
+    """What a failed send says about an order: certainly not placed, or perhaps placed."""
+
+    NOT_PLACED = "not_placed"
+    """The broker refused it (a 4xx other than 408), or it never left (refused connection, name
+    resolution, connect timeout, a library refusal): nothing of it can fill."""
+    UNKNOWN = "unknown"
+    """It may have reached the broker (a read timeout after sending, a 5xx, a 408, a reset, any other
+    error): only the application can find out, and say so (order_filled / order_cancelled /
+    order_rejected)."""
+
+
+# Transport failures that happen before a request is sent: the order never left.
+_NEVER_SENT_CLASSES: FrozenSet[Tuple[str, str]] = frozenset(
+    {
+        ("requests", "ConnectTimeout"),
+        ("httpx", "ConnectError"),
+        ("httpx", "ConnectTimeout"),
+        ("httpcore", "ConnectError"),
+        ("httpcore", "ConnectTimeout"),
+        ("urllib3", "NewConnectionError"),
+        ("urllib3", "NameResolutionError"),
+        ("urllib3", "ConnectTimeoutError"),
+    }
+)
+
+
+def send_outcome(exc: BaseException) -> SendOutcome:
+    """Whether an order whose send raised ``exc`` was certainly not placed, or may have been; never raises.
+
+    The exception and the ones behind it are read outermost first, as :func:`is_outage` does; the
+    first decisive link decides: a library refusal, an HTTP status of 400-499 other than 408, a
+    refused connection, a failed name resolution or a connect timeout mean NOT_PLACED; an HTTP 408
+    or 5xx means UNKNOWN. Anything else (a read timeout, a reset, an error of the application's
+    own) is UNKNOWN: the order stays counted until the application says what became of it.
+    """
+    try:
+        for link in _chain(exc):
+            if isinstance(link, REFUSALS):
+                return SendOutcome.NOT_PLACED
+            status = http_status(link)
+            if status is not None:
+                return SendOutcome.NOT_PLACED if 400 <= status < 500 and status != 408 else SendOutcome.UNKNOWN
+            if isinstance(link, (ConnectionRefusedError, socket.gaierror)):
+                return SendOutcome.NOT_PLACED
+            if not _class_names(link).isdisjoint(_NEVER_SENT_CLASSES):
+                return SendOutcome.NOT_PLACED
+    except Exception:  # a hostile exception object: nothing can be told, so nothing is released
+        return SendOutcome.UNKNOWN
+    return SendOutcome.UNKNOWN

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import Any, Dict, List, Optional
@@ -68,7 +69,12 @@ class CircuitBreakerManager:
                 f"breaker {name!r} exists with type {breaker.circuit_type.value}, asked for {circuit_type.value}"
             )
         if config is not None and config != breaker.config:
-            raise DuplicateBreakerError(f"breaker {name!r} exists with another config: {breaker.config!r}")
+            differ = [
+                f"{field.name}={getattr(config, field.name)!r} (it has {getattr(breaker.config, field.name)!r})"
+                for field in dataclasses.fields(config)
+                if getattr(config, field.name) != getattr(breaker.config, field.name)
+            ]
+            raise DuplicateBreakerError(f"breaker {name!r} exists with another config: asked for {', '.join(differ)}")
         return breaker
 
     def get_circuit_breaker(self, name: str) -> Optional[CircuitBreaker]:

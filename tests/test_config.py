@@ -143,9 +143,15 @@ def test_config_errors_are_builtin_errors_and_library_errors(error: type, builti
     assert issubclass(error, CircuitBreakerError)
 
 
-def test_max_backoff_below_custom_open_timeout_is_rejected() -> None:
+def test_max_backoff_given_below_a_given_open_timeout_is_rejected() -> None:
     with pytest.raises(ConfigError, match="max_backoff_seconds"):
-        CircuitBreakerConfig(open_timeout_seconds=400)
+        CircuitBreakerConfig(open_timeout_seconds=400, max_backoff_seconds=300)
+
+
+def test_an_unset_max_backoff_follows_a_long_open_timeout() -> None:
+    assert CircuitBreakerConfig(open_timeout_seconds=600).max_backoff_seconds == 600
+    assert CircuitBreakerConfig(open_timeout_seconds=10).max_backoff_seconds == 300
+    assert CircuitBreakerConfig() == CircuitBreakerConfig(max_backoff_seconds=300)
 
 
 def test_max_backoff_equal_to_open_timeout_is_allowed() -> None:

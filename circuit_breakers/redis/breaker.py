@@ -194,7 +194,7 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
             _micros(config.open_timeout_seconds),
             _micros(config.half_open_timeout_seconds),
             "1" if config.exponential_backoff else "0",
-            _micros(config.max_backoff_seconds),
+            _micros(config.backoff_cap),
             repr(config.backoff_multiplier),
             str(config.minimum_calls),
             str(config.half_open_max_calls),

@@ -46,7 +46,13 @@ from circuit_breakers.trading.killswitch import ResetGuard, secret_bytes
 from circuit_breakers.trading.latches import KILL_SWITCH
 from circuit_breakers.trading.monitor import Monitor
 from circuit_breakers.trading.orders import Order, OrderDecision, OrderLimits, TradingState, check_amount
-from circuit_breakers.trading.provider import PortfolioProvider, Reading, checked_decimal, take_reading
+from circuit_breakers.trading.provider import (
+    PortfolioProvider,
+    Reading,
+    checked_decimal,
+    missing_methods,
+    take_reading,
+)
 from circuit_breakers.trading.rules import Level, Verdict
 from circuit_breakers.trading.safety import Events, SafetyCore, StoreLockout
 from circuit_breakers.trading.status import TradingStatus, build_details
@@ -150,8 +156,11 @@ class TradingCircuitBreakers:
         order_limits: Optional[OrderLimits] = None,
         store: Optional[Store] = None,
     ) -> None:
-        if not isinstance(provider, PortfolioProvider):
-            raise ConfigTypeError(f"provider must implement PortfolioProvider, got {provider!r}")
+        missing = missing_methods(provider)
+        if missing:
+            raise ConfigTypeError(
+                f"provider must implement PortfolioProvider: {type(provider).__name__} has no {', '.join(missing)}"
+            )
         if config is None:
             config = TradingBreakerConfig()
         elif not isinstance(config, TradingBreakerConfig):
@@ -668,12 +677,26 @@ class TradingCircuitBreakers:
     def order_filled(self, client_order_id: str, quantity: Decimal) -> Decimal:
         """Release the pending exposure of a (partial) fill; return the quantity still working.
 
-        Raises UnknownOrderError (a KeyError) for an id that is not pending.
+        A filled order stays in the duplicate memory (the same order again within the window is the
+        duplicate the check exists for). Raises UnknownOrderError (a KeyError) for an id that is not
+        pending, ConfigError for a quantity <= 0 or above what works.
         """
         return self._gate.filled(client_order_id, quantity)
 
     def order_cancelled(self, client_order_id: str) -> None:
-        """Release the pending exposure of a cancelled order; UnknownOrderError for an unknown id."""
+        """Release the pending exposure of a cancelled order and forget it (a resend is not a duplicate).
+
+        Raises UnknownOrderError (a KeyError) for an id that is not pending.
+        """
+        self._gate.cancelled(client_order_id)
+
+    def order_rejected(self, client_order_id: str) -> None:
+        """The broker rejected an order sent through ``trade_guard``: release and forget it, as a cancel.
+
+        For an order whose send failed with an unknown outcome (shown in
+        ``get_status().details["orders"]["unknown_orders"]``) once the application found out.
+        Raises UnknownOrderError (a KeyError) for an id that is not pending.
+        """
         self._gate.cancelled(client_order_id)
 
     def restrict(self, *symbols: str) -> None:

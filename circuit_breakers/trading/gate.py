@@ -16,8 +16,7 @@ from decimal import Decimal
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from circuit_breakers.clock import Clock
-from circuit_breakers.config import to_decimal
-from circuit_breakers.errors import ConfigError, UnknownOrderError
+from circuit_breakers.errors import ConfigError, ConfigTypeError, UnknownOrderError
 from circuit_breakers.ratelimit import Limit, Permits, RateLimiter, acquire_together
 from circuit_breakers.trading.orders import (
     ACCEPTED,
@@ -27,6 +26,7 @@ from circuit_breakers.trading.orders import (
     RejectReason,
     Side,
     TradingState,
+    check_amount,
     check_symbol,
 )
 from circuit_breakers.trading.provider import checked_decimal
@@ -57,6 +57,7 @@ class _Pending:
     remaining: Decimal
     price: Decimal
     reduces: bool  # accepted as risk-reducing: counts against the position, not as exposure
+    unknown: Optional[str] = None  # its send failed and it may have reached the broker: why
 
 
 def _ask(
@@ -113,6 +114,7 @@ class PreTradeGate:
         self._pending_notional = Decimal(0)  # remaining x price over pending orders that add exposure
         # (symbol, side) -> (orders accepted without a client_order_id, when the last was)
         self._untracked: Dict[Tuple[str, Side], Tuple[int, float]] = {}
+        self._decisions: Dict[str, int] = {}  # recorded decisions by reason ("accepted" for accepted ones)
 
     # --- facts (no lock) --------------------------------------------------------------------------
 
@@ -279,11 +281,22 @@ class PreTradeGate:
     def decide(
         self, order: Order, facts: _Facts, trading_state: Callable[[], Tuple[TradingState, str]], *, record: bool
     ) -> OrderDecision:
-        """Run every check; with ``record``, remember an accepted order and take its rate permits.
+        """Run every check; with ``record``, remember an accepted order, take its rate permits, and count
+        the decision by reason (for status and metrics).
 
         ``trading_state`` is read again here, under the gate's lock, so that a kill switch that
         engaged while the provider was being asked is not missed.
         """
+        decision = self._decide(order, facts, trading_state, record=record)
+        if record:
+            key = decision.reason.value if decision.reason is not None else "accepted"
+            with self._lock:
+                self._decisions[key] = self._decisions.get(key, 0) + 1
+        return decision
+
+    def _decide(
+        self, order: Order, facts: _Facts, trading_state: Callable[[], Tuple[TradingState, str]], *, record: bool
+    ) -> OrderDecision:
         if record and order.client_order_id is None and self.limits.max_gross_exposure is not None:
             raise ConfigError("with max_gross_exposure set, trade_guard(order) needs order.client_order_id")
         with self._lock:
@@ -346,10 +359,13 @@ class PreTradeGate:
     def filled(self, client_order_id: str, quantity: Decimal) -> Decimal:
         """Release the pending exposure of a fill; return the quantity still pending.
 
-        Raises UnknownOrderError for an id that is not pending, ConfigError for a quantity <= 0 or
-        larger than what is pending.
+        A filled order is still remembered for the duplicate check: the same order again within the
+        window is the duplicate the check is for. Raises UnknownOrderError for an id that is not
+        pending, ConfigError for a quantity <= 0 or larger than what is pending.
         """
-        amount = to_decimal("quantity", quantity)
+        if not isinstance(client_order_id, str):
+            raise ConfigTypeError(f"client_order_id must be a str, got {client_order_id!r}")
+        amount = check_amount("quantity", quantity)
         with self._lock:
             entry = self._pending_entry(client_order_id)
             if not 0 < amount <= entry.remaining:
@@ -358,22 +374,54 @@ class PreTradeGate:
             if not entry.reduces:
                 self._pending_notional -= amount * entry.price
             if entry.remaining == 0:
-                del self._pending[client_order_id]
+                self._drop(client_order_id, forget=False)
             return entry.remaining
 
     def cancelled(self, client_order_id: str) -> None:
-        """Release all pending exposure of an order; UnknownOrderError for an id that is not pending."""
+        """Release all pending exposure of an order and forget it; UnknownOrderError for an unknown id."""
+        if not isinstance(client_order_id, str):
+            raise ConfigTypeError(f"client_order_id must be a str, got {client_order_id!r}")
         with self._lock:
-            entry = self._pending_entry(client_order_id)
-            if not entry.reduces:
-                self._pending_notional -= entry.remaining * entry.price
-            del self._pending[client_order_id]
+            self._drop(client_order_id)
+
+    def released(self, order: Order) -> None:
+        """Forget an accepted order that never reached the broker (or that it refused): no pending
+        exposure, no duplicate memory, so a corrected or retried send passes. Its rate permits stay
+        spent (the attempt was a message)."""
+        with self._lock:
+            if order.client_order_id is not None and order.client_order_id in self._pending:
+                self._drop(order.client_order_id)
+            elif order.client_order_id is None:
+                self._recent.pop(order.fingerprint, None)
+                count, since = self._untracked.get((order.symbol, order.side), (0, 0.0))
+                if count > 1:
+                    self._untracked[(order.symbol, order.side)] = (count - 1, since)
+                else:
+                    self._untracked.pop((order.symbol, order.side), None)
+
+    def unknown(self, order: Order, why: str) -> None:
+        """Mark an accepted order whose send failed as perhaps placed: it stays counted until the
+        application reports it filled, cancelled or rejected."""
+        with self._lock:
+            entry = self._pending.get(order.client_order_id or "")
+            if entry is not None:
+                entry.unknown = why
 
     def _pending_entry(self, client_order_id: str) -> _Pending:
         entry = self._pending.get(client_order_id)
         if entry is None:
             raise UnknownOrderError(client_order_id)
         return entry
+
+    def _drop(self, client_order_id: str, *, forget: bool = True) -> None:
+        """Stop counting a pending order and, with ``forget``, its duplicate memory too (a cancelled or
+        rejected order may be sent again). Lock held; UnknownOrderError if not pending."""
+        entry = self._pending_entry(client_order_id)
+        if not entry.reduces:
+            self._pending_notional -= entry.remaining * entry.price
+        del self._pending[client_order_id]
+        if forget:
+            self._recent.pop(entry.order.fingerprint, None)
 
     def record_message(self) -> bool:
         """Count a cancel or modify against the message limit; False (not counted) when it is reached."""
@@ -402,6 +450,9 @@ class PreTradeGate:
                 "pending_orders": len(self._pending),
                 "pending_notional": self._pending_notional,
                 "remembered_orders": len(self._recent),
+                "unknown_orders": {key: entry.unknown for key, entry in self._pending.items() if entry.unknown},
+                "untracked_orders": sum(count for count, _ in self._untracked.values()),
+                "decisions": dict(self._decisions),
             }
         if self._messages is not None:
             status["messages"] = self._messages.status()["limits"][0]

@@ -6,7 +6,9 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Type, Union
 
+from circuit_breakers.breaker import describe_error
 from circuit_breakers.errors import ConfigTypeError, OrderRejected, TradingHalted
+from circuit_breakers.outage import SendOutcome, send_outcome
 from circuit_breakers.trading.orders import Order, OrderDecision, RejectReason
 from circuit_breakers.trading.rules import Level
 
@@ -19,7 +21,10 @@ class TradeGuard:
 
     On entry: refuse if trading is blocked; check and record the order (an :class:`Order`, or a
     symbol and value); take a connection-breaker admission. Nothing is recorded unless every step
-    passes. On exit: the connection breaker learns how the block ended.
+    passes. On exit: the connection breaker learns how the block ended; an order whose block raised
+    is released at once if it certainly was not placed (see
+    :func:`~circuit_breakers.outage.send_outcome`), and otherwise stays counted, marked unknown,
+    until the application reports it filled, cancelled or rejected.
     """
 
     __slots__ = ("_breakers", "_order", "_symbol", "_ticket", "_value")
@@ -74,5 +79,12 @@ class TradeGuard:
         ticket, self._ticket = self._ticket, None
         if exc is None:
             self._breakers._connection._succeeded(ticket)
-        else:
-            self._breakers._connection._raised(ticket, exc)
+            return
+        self._breakers._connection._raised(ticket, exc)
+        order = self._order
+        if order is not None:
+            gate = self._breakers._gate
+            if send_outcome(exc) is SendOutcome.NOT_PLACED:
+                gate.released(order)  # refused, or it never left: nothing of it can fill
+            else:
+                gate.unknown(order, describe_error(exc) or type(exc).__name__)

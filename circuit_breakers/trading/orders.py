@@ -19,10 +19,20 @@ from circuit_breakers.errors import ConfigError, ConfigTypeError
 
 
 class Side(str, enum.Enum):
-    """Order side."""
+    """Order side. ``Side("buy")``, ``Side("BUY")`` and ``Side(" Sell ")`` all work (case and
+    surrounding spaces ignored)."""
 
     BUY = "buy"
     SELL = "sell"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Optional[Side]:
+        if isinstance(value, str):
+            spelled = value.strip().lower()
+            for side in cls:
+                if side.value == spelled:
+                    return side
+        return None
 
 
 class TradingState(str, enum.Enum):

@@ -12,9 +12,18 @@ from typing import Optional, Protocol, Tuple, runtime_checkable
 class PortfolioProvider(Protocol):
     """Where the trading breakers read the portfolio. Every method is synchronous and may block.
 
-    Percentages are Decimal percent (``Decimal("-1.2")`` is -1.2 %). Optional extras, looked up by
-    name: ``get_daily_returns() -> Sequence[Decimal]`` (completed daily returns in percent, oldest
-    first, today excluded) feeds the volatility breaker.
+    Percentages are Decimal percent (``Decimal("-1.2")`` is -1.2 %). The five methods below are
+    required. Optional methods, looked up by name (leave out what your broker cannot tell):
+
+    - ``get_daily_returns() -> Sequence[Decimal]``: completed daily returns in percent, oldest
+      first, today excluded; feeds the volatility breaker (without it, volatility is not judged).
+    - ``get_reference_price(symbol) -> Decimal``: the price a collar and a market order are valued
+      at (without it, market orders and collared symbols are refused).
+    - ``get_position_quantity(symbol) -> Decimal``: signed position (long > 0); needed to tell a
+      reducing order while REDUCING (without it, every order is refused then).
+    - ``get_gross_exposure() -> Decimal``: needed with ``OrderLimits.max_gross_exposure``.
+    - ``get_working_quantity(symbol, side) -> Decimal``: what the broker still works on a symbol
+      and side; lets reduce-only count orders sent without a ``client_order_id``.
     """
 
     def get_total_value(self) -> Decimal: ...
@@ -26,6 +35,20 @@ class PortfolioProvider(Protocol):
     def get_max_drawdown(self) -> Decimal: ...
 
     def get_position_concentration(self, symbol: str) -> Decimal: ...
+
+
+REQUIRED_METHODS = (
+    "get_total_value",
+    "get_daily_pnl",
+    "get_daily_pnl_pct",
+    "get_max_drawdown",
+    "get_position_concentration",
+)
+
+
+def missing_methods(provider: object) -> Tuple[str, ...]:
+    """The required PortfolioProvider methods ``provider`` lacks (or has but cannot call)."""
+    return tuple(name for name in REQUIRED_METHODS if not callable(getattr(provider, name, None)))
 
 
 class BadReading(Exception):

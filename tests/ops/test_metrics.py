@@ -127,7 +127,9 @@ def test_trading_families_of_a_halted_desk(make_breakers: MakeBreakers, clock: M
     assert at(found, "trading_order_limit", window="minute") == 5
     assert at(found, "trading_order_limit", window="hour") == 50
     assert at(found, "trading_last_reading_age_seconds") == 4
-    assert series(found, "trading_order_decisions_total") == {}  # the desk does not count decisions yet
+    decisions = series(found, "trading_order_decisions_total")
+    assert {dict(labels)["reason"] for labels in decisions} >= {"accepted", "trading_halted", "rate_limit"}
+    assert set(decisions.values()) == {0.0}  # no order went through trade_guard
 
 
 def test_order_decisions_are_read_when_the_status_has_them() -> None:
