@@ -103,7 +103,8 @@ def test_an_order_refused_or_never_sent_is_released_at_once(
     orders = pending(breakers)
     assert (orders["pending_orders"], orders["pending_notional"], orders["remembered_orders"]) == (0, 0, 0)
     server.answer = 200
-    send(breakers, order("o-1"), lambda: requests.post(f"{server.url}/orders", timeout=CLIENT_TIMEOUT))  # retried: passes
+    retry = order("o-1")  # the same order again passes: no duplicate, no pending exposure left
+    send(breakers, retry, lambda: requests.post(f"{server.url}/orders", timeout=CLIENT_TIMEOUT))
     assert pending(breakers)["pending_orders"] == 1
 
 
