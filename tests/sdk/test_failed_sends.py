@@ -108,12 +108,16 @@ def test_an_order_refused_or_never_sent_is_released_at_once(
     assert pending(breakers)["pending_orders"] == 1
 
 
+def post_with(client: Any, server: BrokerServer, timeout: float = CLIENT_TIMEOUT) -> Callable[[], Any]:
+    return lambda: client.post(f"{server.url}/orders", timeout=timeout)
+
+
 UNKNOWN = [
-    ("requests-503", lambda server: lambda: requests.post(f"{server.url}/orders", timeout=CLIENT_TIMEOUT), 503),
-    ("httpx-500", lambda server: lambda: httpx.post(f"{server.url}/orders", timeout=CLIENT_TIMEOUT), 500),
-    ("requests-read-timeout", lambda server: lambda: requests.post(f"{server.url}/orders", timeout=CLIENT_TIMEOUT), "hang"),
-    ("httpx-read-timeout", lambda server: lambda: httpx.post(f"{server.url}/orders", timeout=CLIENT_TIMEOUT), "hang"),
-    ("requests-closed-after-sending", lambda server: lambda: requests.post(f"{server.url}/orders", timeout=1), "close"),
+    ("requests-503", lambda server: post_with(requests, server), 503),
+    ("httpx-500", lambda server: post_with(httpx, server), 500),
+    ("requests-read-timeout", lambda server: post_with(requests, server), "hang"),
+    ("httpx-read-timeout", lambda server: post_with(httpx, server), "hang"),
+    ("requests-closed-after-sending", lambda server: post_with(requests, server, timeout=1), "close"),
 ]
 
 
