@@ -8,7 +8,7 @@ import logging as _logging
 import typing as _typing
 
 from circuit_breakers.backoff import Backoff, ExponentialBackoff, FixedBackoff
-from circuit_breakers.breaker import BreakerMetrics, CircuitBreaker, Protected
+from circuit_breakers.breaker import BreakerMetrics, CircuitBreaker
 from circuit_breakers.clock import Clock, ManualClock, SystemClock
 from circuit_breakers.config import CircuitBreakerConfig
 from circuit_breakers.decorators import circuit_breaker, rate_limited
@@ -27,7 +27,7 @@ from circuit_breakers.errors import (
     UnknownOrderError,
 )
 from circuit_breakers.outage import is_outage
-from circuit_breakers.ratelimit import Limit, RateLimited, RateLimiter
+from circuit_breakers.ratelimit import Limit, RateLimiter
 from circuit_breakers.registry import CircuitBreakerManager, default_manager
 from circuit_breakers.trading.breakers import TradingCircuitBreakers
 from circuit_breakers.trading.config import TradingBreakerConfig
@@ -45,6 +45,7 @@ from circuit_breakers.trading.orders import (
 from circuit_breakers.trading.provider import PortfolioProvider
 from circuit_breakers.trading.status import TradingStatus
 from circuit_breakers.types import CircuitState, CircuitType
+from circuit_breakers.wrapped import Protected, RateLimited, Wrapped
 
 if _typing.TYPE_CHECKING:
     from circuit_breakers.redis import RedisCircuitBreaker as RedisCircuitBreaker
@@ -119,6 +120,7 @@ __all__ = [
     "TradingStatus",
     "UnknownBreakerError",
     "UnknownOrderError",
+    "Wrapped",
     "__version__",
     "circuit_breaker",
     "default_manager",

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from time import monotonic as _monotonic  # a module global, so that freezegun patches it
 from types import TracebackType
-from typing import Any, Callable, Dict, Generic, List, Optional, Type, TypeVar, overload
+from typing import Any, Callable, Dict, Generic, List, Optional, Type, TypeVar
 
-from typing_extensions import Concatenate, ParamSpec, Protocol, Self
+from typing_extensions import ParamSpec, Self
 
 from circuit_breakers.backoff import backoff_from_config
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
@@ -37,6 +37,7 @@ from circuit_breakers.events import Callbacks, Pending, fire
 from circuit_breakers.outage import REFUSALS
 from circuit_breakers.types import CircuitState, CircuitType
 from circuit_breakers.window import BucketedWindow, Tally
+from circuit_breakers.wrapped import Protected
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -48,23 +49,6 @@ T = TypeVar("T")
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
-
-
-class Protected(Protocol[P, R_co]):
-    """A function wrapped by a breaker: same signature, plus the ``breaker`` attribute.
-
-    The ``__get__`` overloads let type checkers bind it as a method, as the runtime does.
-    """
-
-    breaker: CircuitBreaker
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
-
-    @overload
-    def __get__(self, instance: None, owner: type) -> Protected[P, R_co]: ...
-
-    @overload
-    def __get__(self: Protected[Concatenate[S, P2], R], instance: S, owner: type) -> Protected[P2, R]: ...
 
 
 @dataclass(frozen=True)

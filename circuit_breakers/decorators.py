@@ -7,13 +7,14 @@ from typing import Any, Callable, List, Optional, TypeVar, Union
 
 from typing_extensions import ParamSpec
 
-from circuit_breakers.breaker import CircuitBreaker, Protected, ensure_sync
+from circuit_breakers.breaker import CircuitBreaker, ensure_sync
 from circuit_breakers.clock import Clock
 from circuit_breakers.config import CircuitBreakerConfig, check_bool, check_int, check_number
 from circuit_breakers.errors import ConfigError, ConfigTypeError
-from circuit_breakers.ratelimit import Limit, RateLimited, RateLimiter
+from circuit_breakers.ratelimit import Limit, RateLimiter
 from circuit_breakers.registry import CircuitBreakerManager, default_manager
 from circuit_breakers.types import CircuitType
+from circuit_breakers.wrapped import Protected, RateLimited
 
 P = ParamSpec("P")
 R = TypeVar("R")

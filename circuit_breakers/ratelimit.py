@@ -18,9 +18,9 @@ import threading
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Tuple, TypeVar, overload
+from typing import Any, Deque, Dict, List, Optional, Tuple, TypeVar
 
-from typing_extensions import Concatenate, ParamSpec, Protocol
+from typing_extensions import ParamSpec, Protocol
 
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
 from circuit_breakers.config import check_int, check_number
@@ -34,23 +34,6 @@ R_co = TypeVar("R_co", covariant=True)
 
 _MAX_WAIT = 0.05
 """Longest real wait of a blocked acquire() before it reads its clock again (which may be fake)."""
-
-
-class RateLimited(Protocol[P, R_co]):
-    """A function wrapped by ``rate_limited``: same signature, plus the ``limiter`` attribute.
-
-    The ``__get__`` overloads let type checkers bind it as a method, as the runtime does.
-    """
-
-    limiter: RateLimiter
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
-
-    @overload
-    def __get__(self, instance: None, owner: type) -> RateLimited[P, R_co]: ...
-
-    @overload
-    def __get__(self: RateLimited[Concatenate[S, P2], R], instance: S, owner: type) -> RateLimited[P2, R]: ...
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,28 @@ def test_readme_redis_example_shares_the_limit_and_the_kill_switch(
     assert "order sent closed" in output
 
 
+def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    """Every Python block type-checks with ``mypy --strict`` as a user's file would, against the package
+    as installed (the set-up's editable install must be visible to type checkers)."""
+    try:
+        import mypy  # noqa: F401, PLC0415 - only to know whether it is installed
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("mypy is missing in CI (it is in the dev extra)")
+        pytest.skip("mypy is not installed (pip install -e '.[dev]')")
+    files = []
+    for number, (indent, code) in enumerate(BLOCKS):
+        path = tmp_path / f"readme_block_{number}.py"
+        path.write_text(_dedent(indent, code), encoding="utf-8")
+        files.append(str(path))
+    env = {key: value for key, value in os.environ.items() if key not in ("MYPYPATH", "PYTHONPATH")}
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), *files],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_readme_has_examples() -> None:
     assert len(BLOCKS) >= 5
 

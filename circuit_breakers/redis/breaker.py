@@ -44,10 +44,10 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union, cast, overload
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union, cast
 
 import redis
-from typing_extensions import Concatenate, ParamSpec, Protocol
+from typing_extensions import ParamSpec
 
 from circuit_breakers.backoff import backoff_from_config
 from circuit_breakers.breaker import BreakerFront, BreakerMetrics, CircuitBreaker, describe_error, ensure_sync, iso_time
@@ -59,6 +59,7 @@ from circuit_breakers.outage import REFUSALS
 from circuit_breakers.redis.client import script_source, text
 from circuit_breakers.redis.store import RedisStore
 from circuit_breakers.types import CircuitState, CircuitType
+from circuit_breakers.wrapped import Wrapped
 
 logger = logging.getLogger(__name__)
 
@@ -73,23 +74,6 @@ _HALF_OPEN = CircuitState.HALF_OPEN
 _WARN_EVERY = 1.0  # seconds between repeated warnings about the same store error
 
 _Ticket = Tuple[str, CircuitState]  # (generation, state at admission)
-
-
-class RedisProtected(Protocol[P, R_co]):
-    """A function wrapped by a RedisCircuitBreaker: same signature, plus the ``breaker`` attribute.
-
-    breaker.Protected with ``breaker`` typed as the RedisCircuitBreaker it is.
-    """
-
-    breaker: RedisCircuitBreaker
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
-
-    @overload
-    def __get__(self, instance: None, owner: type) -> RedisProtected[P, R_co]: ...
-
-    @overload
-    def __get__(self: RedisProtected[Concatenate[S, P2], R], instance: S, owner: type) -> RedisProtected[P2, R]: ...
 
 
 class _StoreFailure(Exception):
@@ -333,7 +317,7 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
 
     # --- call styles --------------------------------------------------------------------------
 
-    def __call__(self, func: Callable[P, R]) -> RedisProtected[P, R]:
+    def __call__(self, func: Callable[P, R]) -> Wrapped[P, R]:
         """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
         ensure_sync(func)
         call = self.call  # two Redis round trips a call: one more frame costs nothing here

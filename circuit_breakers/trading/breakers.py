@@ -530,7 +530,7 @@ class TradingCircuitBreakers:
     def _classify(self, blocks: List[Tuple[str, str]]) -> TradingState:
         if not blocks:
             return TradingState.ACTIVE
-        if {name for name, _ in blocks} <= self._gate.limits.reducing_breakers:
+        if {name for name, _ in blocks}.issubset(self._gate.limits.reducing_breakers):
             return TradingState.REDUCING
         return TradingState.HALTED
 

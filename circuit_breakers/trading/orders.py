@@ -8,7 +8,7 @@ restricted instruments, exposure counting orders already sent, and message rates
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
@@ -216,11 +216,11 @@ class OrderLimits:
     max_quantity: Optional[Decimal] = None
     price_collar_pct: Optional[Decimal] = None
     duplicate_window_seconds: Optional[float] = None
-    restricted_symbols: FrozenSet[str] = frozenset()
+    restricted_symbols: Collection[str] = frozenset()  # any collection of str: kept as a frozenset
     max_gross_exposure: Optional[Decimal] = None
     max_messages_per_minute: Optional[int] = None
     per_symbol: Mapping[str, SymbolLimits] = field(default_factory=dict)
-    reducing_breakers: FrozenSet[str] = frozenset(_REDUCIBLE)
+    reducing_breakers: Collection[str] = frozenset(_REDUCIBLE)
     price_collar_bps: Optional[Decimal] = None
     max_pending_orders: int = 10_000
 
