@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 from decimal import Decimal
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Union
 
 from circuit_breakers.clock import Clock
 from circuit_breakers.errors import ConfigError, ConfigTypeError, StateStoreError
@@ -37,6 +37,61 @@ def _json_default(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+class AuditSink(Protocol):
+    """Where audit lines are kept: appended in order, read back oldest first."""
+
+    def append(self, lines: Sequence[str]) -> None:
+        """Append every line, whole, or none; raises OSError or StateStoreError if it cannot."""
+        ...
+
+    def read(self) -> List[str]:
+        """Every line, oldest first; raises StateStoreError if they cannot be read."""
+        ...
+
+    def describe(self) -> str:
+        """Where, for messages."""
+        ...
+
+
+class FileSink:
+    """An append-only JSON-lines file, fsync'ed after each append; mode 0600."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def append(self, lines: Sequence[str]) -> None:
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        created = not os.path.exists(self.path)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)  # never leave half a line behind
+                raise
+        finally:
+            os.close(fd)
+        if created:
+            fsync_directory(os.path.dirname(os.path.abspath(self.path)))
+
+    def read(self) -> List[str]:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                return file.read().splitlines()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateStoreError(f"cannot read audit log {self.path}: {exc}") from exc
+
+    def describe(self) -> str:
+        return f"audit log {self.path}"
+
+
 class AuditLog:
     """An append-only trail of kill switch events: one JSON line each, in the log and on disk.
 
@@ -53,22 +108,27 @@ class AuditLog:
 
     def __init__(
         self,
-        path: Union[str, os.PathLike[str], None],
+        path: Union[str, os.PathLike[str], AuditSink, None],
         *,
         clock: Clock,
         logger_name: str = "circuit_breakers.audit",
     ) -> None:
-        if path is not None:
-            if not isinstance(path, (str, os.PathLike)):
-                raise ConfigTypeError(f"audit path must be a str, a path or None, got {path!r}")
+        sink: Optional[AuditSink] = None
+        if isinstance(path, (str, os.PathLike)):
             path = os.fsdecode(os.fspath(path))
             if not path:
                 raise ConfigError("audit path must not be empty (pass None for no file)")
+            sink = FileSink(path)
+        elif path is not None:
+            if not all(callable(getattr(path, name, None)) for name in ("append", "read", "describe")):
+                raise ConfigTypeError(f"audit path must be a str, a path, an AuditSink or None, got {path!r}")
+            sink, path = path, None
         if not isinstance(clock, Clock):
             raise ConfigTypeError(f"clock must have monotonic() and now(), got {clock!r}")
         if not isinstance(logger_name, str) or not logger_name:
             raise ConfigTypeError(f"logger_name must be a non-empty str, got {logger_name!r}")
         self._path: Optional[str] = path
+        self._sink = sink
         self._clock = clock
         self._logger = logging.getLogger(logger_name)
         self._lock = threading.Lock()  # guards _pending and serialises appends: each line whole and in order
@@ -119,52 +179,43 @@ class AuditLog:
         except (TypeError, ValueError) as exc:
             raise ConfigTypeError(f"audit entry {event!r} is not JSON-serialisable: {exc}") from exc
         self._logger.warning("%s", line)
-        if self._path is not None:
+        if self._sink is not None:
             with self._lock:
                 self._pending.append(line)
                 if len(self._pending) > self.MAX_PENDING:
                     dropped = self._pending.pop(0)
-                    self._logger.critical("audit trail %s unwritable too long; entry dropped: %s", self._path, dropped)
-                self._flush(self._path)
+                    where = self._sink.describe()
+                    self._logger.critical("%s unwritable too long; entry dropped: %s", where, dropped)
+                self._flush(self._sink)
         written: Dict[str, Any] = json.loads(line)
         return written
 
     def flush(self) -> None:
-        """Append every line not yet written; raises StateStoreError if the file still cannot be written."""
-        if self._path is not None:
+        """Append every line not yet written; raises StateStoreError if the trail still cannot be written."""
+        if self._sink is not None:
             with self._lock:
-                self._flush(self._path)
+                self._flush(self._sink)
 
-    def _flush(self, path: str) -> None:
-        """Append the pending lines (lock held); on failure cut the file back and keep them."""
+    def entries(self) -> List[Dict[str, Any]]:
+        """Every entry of the trail, oldest first ([] without one); StateStoreError if it cannot be read."""
+        return [] if self._sink is None else parse_lines(self._sink.read(), self._sink.describe())
+
+    def _flush(self, sink: AuditSink) -> None:
+        """Append the pending lines (lock held); on failure keep them for the next try."""
         if not self._pending:
             return
-        data = ("\n".join(self._pending) + "\n").encode("utf-8")
         try:
-            created = not os.path.exists(path)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                size = os.fstat(fd).st_size
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                except OSError:
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, size)  # never leave half a line behind
-                    raise
-            finally:
-                os.close(fd)
-            if created:
-                fsync_directory(os.path.dirname(os.path.abspath(path)))
-        except OSError as exc:
+            sink.append(self._pending)
+        except (OSError, StateStoreError) as exc:
             if str(exc) != self._last_error:  # once per distinct cause: it is retried at every poll
-                self._logger.error("cannot append %d audit entries to %s", len(self._pending), path, exc_info=True)
+                self._logger.error("cannot append %d audit entries to %s", len(self._pending), sink.describe(),
+                                   exc_info=True)
                 self._last_error = str(exc)
-            raise StateStoreError(f"cannot write audit log {path}: {exc}") from exc
+            if isinstance(exc, StateStoreError):
+                raise
+            raise StateStoreError(f"cannot write {sink.describe()}: {exc}") from exc
         if self._last_error is not None:
-            self._logger.warning("audit trail %s writable again; %d entries appended", path, len(self._pending))
+            self._logger.warning("%s writable again; %d entries appended", sink.describe(), len(self._pending))
             self._last_error = None
         self._pending.clear()
 
@@ -177,25 +228,24 @@ class AuditLog:
 
         Raises StateStoreError naming the path and line for an unreadable file or a corrupt line.
         """
-        try:
-            with open(path, encoding="utf-8") as file:
-                lines = file.readlines()
-        except FileNotFoundError:
-            return []
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StateStoreError(f"cannot read audit log {os.fsdecode(path)}: {exc}") from exc
-        entries: List[Dict[str, Any]] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError as exc:
-                raise StateStoreError(f"audit log {os.fsdecode(path)} line {number} is not JSON: {exc}") from exc
-            if not isinstance(entry, dict):
-                raise StateStoreError(f"audit log {os.fsdecode(path)} line {number} is not a JSON object")
-            entries.append(entry)
-        return entries
+        sink = FileSink(os.fsdecode(os.fspath(path)))
+        return parse_lines(sink.read(), sink.describe())
 
     def __repr__(self) -> str:
         return f"AuditLog({self._path!r}, logger={self._logger.name!r})"
+
+
+def parse_lines(lines: Sequence[str], where: str) -> List[Dict[str, Any]]:
+    """The entries in audit ``lines`` (blank lines skipped); StateStoreError naming ``where`` and the line."""
+    entries: List[Dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError as exc:
+            raise StateStoreError(f"{where} line {number} is not JSON: {exc}") from exc
+        if not isinstance(entry, dict):
+            raise StateStoreError(f"{where} line {number} is not a JSON object")
+        entries.append(entry)
+    return entries

@@ -38,7 +38,7 @@ from circuit_breakers.stores.base import Store, Subscription
 from circuit_breakers.stores.memory import MemoryStore
 from circuit_breakers.stores.sqlite import SqliteStore
 from circuit_breakers.trading import rules
-from circuit_breakers.trading.audit import AuditLog
+from circuit_breakers.trading.audit import AuditLog, AuditSink
 from circuit_breakers.trading.config import TradingBreakerConfig
 from circuit_breakers.trading.gate import PreTradeGate
 from circuit_breakers.trading.guard import TradeGuard
@@ -55,7 +55,7 @@ from circuit_breakers.trading.provider import (
 )
 from circuit_breakers.trading.rules import Level, Verdict
 from circuit_breakers.trading.safety import Events, SafetyCore, StoreLockout
-from circuit_breakers.trading.status import TradingStatus, build_details
+from circuit_breakers.trading.status import TradingStatus, build_details, heartbeat, process_id
 from circuit_breakers.types import CircuitState, CircuitType
 
 logger = logging.getLogger(__name__)
@@ -99,11 +99,21 @@ def _open_store(
             raise ConfigError("give state_path or store, not both")
         if not isinstance(store, Store):
             raise ConfigTypeError(f"store must be a Store (MemoryStore, SqliteStore, RedisStore), got {store!r}")
-        audit_path = store.path + ".audit.jsonl" if isinstance(store, SqliteStore) else None
-        return store, AuditLog(audit_path, clock=clock)
+        return store, AuditLog(audit_target(store), clock=clock)
     if path is None:
         return MemoryStore(), AuditLog(None, clock=clock)
     return SqliteStore(path), AuditLog(os.fspath(path) + ".audit.jsonl", clock=clock)
+
+
+def audit_target(store: Store) -> Union[str, AuditSink, None]:
+    """Where a store's audit trail lives: beside a SQLite file, in a Redis namespace, nowhere for memory."""
+    if isinstance(store, SqliteStore):
+        return store.path + ".audit.jsonl"
+    if store.kind == "redis":
+        from circuit_breakers.redis.audit import RedisAuditSink  # noqa: PLC0415 - redis-py only when used
+
+        return RedisAuditSink(store)  # type: ignore[arg-type]
+    return None
 
 
 def _order_limiter(store: Store, config: TradingBreakerConfig, clock: Clock) -> Permits:
@@ -211,6 +221,7 @@ class TradingCircuitBreakers:
         self._init_evaluation()
         self._secret = secret  # kept only until the store has been asked for its key
         self._subscription: Optional[Subscription] = None
+        self._process_id = process_id()
         self._closed = self._constructed = self._key_bound = False
         try:
             self._sync()
@@ -271,12 +282,14 @@ class TradingCircuitBreakers:
             mirror._move(CircuitState.OPEN if engaged else CircuitState.CLOSED, pending, forced=engaged)
 
     def close(self) -> None:
-        """Stop the monitor and the store's listener, and close the store. Idempotent.
+        """Stop the monitor and the store's listener, withdraw the heartbeat, close the store. Idempotent.
 
         The instance may not be used afterwards (the store is closed).
         """
-        self._closed = True
-        self.stop_monitoring()
+        if not self._closed:
+            self._closed = True
+            self.stop_monitoring()
+            self._beat(None)
         self._finalizer()
 
     def __enter__(self) -> Self:
@@ -293,6 +306,7 @@ class TradingCircuitBreakers:
         Until its own monitor has polled, the child cannot trade (fault ``monitor``).
         """
         renew_locks(self)
+        self._process_id = process_id()
         self._core.after_fork_in_child()
         self._monitor.forget_after_fork()
         if self._closed:
@@ -339,7 +353,8 @@ class TradingCircuitBreakers:
         return self._monitor.stop(timeout)
 
     def _poll(self) -> None:
-        """One poll of the monitor thread: watch the listener, check, and lift a monitor fault."""
+        """One poll of the monitor thread: watch the listener, check, lift a monitor fault, and publish
+        this process's heartbeat for the ops tools."""
         subscription = self._subscription
         pending: Pending = []
         if subscription is not None and not subscription.alive and not self._closed:
@@ -347,12 +362,21 @@ class TradingCircuitBreakers:
                 why = f"the listener of {self._core.store.describe()} stopped; restarting it"
                 self._core.set_fault("listener", why, pending)
             self._subscribe()
-        self.check_now()
+        status = self.check_now()
         with self._core.lock:
             if self._subscription is None or self._subscription.alive:
                 self._core.clear_fault("listener", pending)
             self._core.clear_fault("monitor", pending)
         fire(pending)
+        self._beat(status)
+
+    def _beat(self, status: Optional[TradingStatus]) -> None:
+        """Publish (None: withdraw) this process's heartbeat in the store's ``procs`` table. Status only:
+        a heartbeat that cannot be written is logged, and blocks nothing."""
+        try:
+            self._core.store.put("procs", self._process_id, None if status is None else heartbeat(self, status))
+        except StateStoreError as exc:
+            logger.debug("heartbeat not written: %s", exc)
 
     def _poll_failed(self, error: BaseException) -> None:
         pending: Pending = []

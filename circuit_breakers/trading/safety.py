@@ -577,7 +577,7 @@ class SafetyCore:
                 return
             if held is None:
                 self._take_on(latch, pending)
-                self._events_from_store(latch)
+                self._events_from_store(latch, pending)
             elif held.latch.id != latch.id:
                 self._held[name] = Held(latch, held.wall, held.mono)  # the store's engagement is the one
                 self.last[name] = latch
@@ -596,9 +596,10 @@ class SafetyCore:
             why = f"its record vanished from {self.store.describe()} without a keyed reset"
             self._audit("kill_switch_restored", why, _AUTOMATIC, pending)
 
-    def _events_from_store(self, latch: Latch) -> None:
+    def _events_from_store(self, latch: Latch, pending: Pending) -> None:
         if latch.name == KILL_SWITCH:
             logger.warning("kill switch engaged (from %s): %s", self.store.describe(), latch.reason)
+            self._audit("kill_switch_heard", latch.reason, latch.actor, pending)  # this process halted too
 
     def _garbage_latch(self, name: str, text: str, problem: str, pending: Pending) -> None:
         """An unreadable latch record: hold the latch (the day's halt, or the kill switch) and overwrite it."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -95,3 +99,27 @@ def build_details(
             "trading_day": None if latch is None else latch.trading_day,
         }
     return details
+
+
+def process_id() -> str:
+    """This process's name among those sharing a store: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def heartbeat(breakers: Any, status: TradingStatus) -> str:
+    """A process's heartbeat record: who, when, and what it sees (for ``circuit-breakers status``)."""
+    config = breakers.config
+    record = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "check_interval_seconds": float(config.check_interval_seconds),
+        "stale_after_seconds": 3 * float(config.check_interval_seconds) + 5,
+        "trading_state": status.trading_state.value,
+        "kill_switch_active": status.kill_switch_active,
+        "reasons": list(status.reasons),
+        "orders_last_minute": status.orders_last_minute,
+        "orders_last_hour": status.orders_last_hour,
+        "monitor_alive": status.monitor_alive,
+    }
+    return json.dumps(record, sort_keys=True, ensure_ascii=False)

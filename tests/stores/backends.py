@@ -80,7 +80,9 @@ class SqliteBackend(Backend):
         self.handles: List[SqliteStore] = []
 
     def open(self) -> Store:
-        handle = SqliteStore(self.path)
+        # A generous wait for the file's lock: handles here contend on a loaded machine, and the
+        # contract under test is "no lost update", not latency (a wait that runs out is a StateStoreError).
+        handle = SqliteStore(self.path, timeout=30)
         self.handles.append(handle)
         return handle
 

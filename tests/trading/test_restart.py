@@ -190,7 +190,7 @@ def test_kill_switch_survives_sigkill_of_another_process(make_breakers: MakeBrea
     breakers = make_breakers(FakeProvider(), reset_key=RESET_KEY, state_path=state_path)
     assert breakers.kill_switch_active
     assert not breakers.can_trade()
-    assert audit_events(state_path) == ["kill_switch_engaged"]
+    assert audit_events(state_path) == ["kill_switch_engaged", "kill_switch_heard"]  # the restart came up halted
 
 
 # --- unreadable and unwritable state --------------------------------------------------------------
