@@ -21,8 +21,8 @@ import time
 import redis
 
 from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers
-from circuit_breakers.demo_shared import FlatPortfolio
 from circuit_breakers.redis import RedisStore
+from tests.trading.conftest import FlatPortfolio
 
 KEY = "shared-desk-key"
 

@@ -10,8 +10,9 @@ from typing import Callable, Iterator
 import pytest
 
 from circuit_breakers import RedisStore, StateStoreError, TradingBreakerConfig, TradingCircuitBreakers
-from circuit_breakers.demo_shared import FlatPortfolio
 from tests.redis_server import RedisServer
+
+from .trading.conftest import FlatPortfolio
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> float:

@@ -120,7 +120,7 @@ def test_daily_loss_halt_is_shared(make: Make) -> None:
     provider.pnl_pct = Decimal("-2.5")
     first.check_now()
     wait_until(lambda: not second.can_trade())
-    assert second.get_blocking_reasons() == ["daily_loss: P&L -2.5% <= limit -2.0%"]
+    assert second.get_blocking_reasons() == ["daily_loss: P&L -2.50% <= limit -2.00%"]
     assert second.trading_state.value == "reducing"
 
 

@@ -12,8 +12,10 @@ from typing import Any, Dict, List, Optional, Protocol, runtime_checkable
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
 from circuit_breakers.errors import ConfigError, ConfigTypeError
 from circuit_breakers.ops import desks as _desks
+from circuit_breakers.ops import render
 from circuit_breakers.ops.document import status_document
-from circuit_breakers.ops.metrics import MetricFamily
+from circuit_breakers.ops.metrics import MetricFamily, trading_families
+from circuit_breakers.ops.state import DeskState
 from circuit_breakers.registry import CircuitBreakerManager, default_manager
 from circuit_breakers.trading.breakers import TradingCircuitBreakers
 
@@ -97,3 +99,20 @@ class LocalSource:
 
     def __repr__(self) -> str:
         return f"<LocalSource desk={self.desk!r} trading={self.trading!r} manager={self._manager!r}>"
+
+
+class StoreSource:
+    """A StatusSource over a desk's shared state (``circuit-breakers serve``): what its store shows.
+
+    Each call reads the store once; the trading families come from the desk-level view (latches,
+    and the processes' heartbeats). Raises what the store raises (the server answers 503).
+    """
+
+    def __init__(self, desk: DeskState) -> None:
+        self.desk = desk
+
+    def status(self) -> Dict[str, Any]:
+        return render.document(self.desk.snapshot())
+
+    def metric_families(self) -> List[MetricFamily]:
+        return trading_families(self.desk.snapshot().status)

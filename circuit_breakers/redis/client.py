@@ -29,6 +29,22 @@ def check_client(client: object) -> Any:
     return client
 
 
+def connect(url: str, *, timeout: float = 2.0) -> Any:
+    """A ``redis.Redis`` for ``url`` with both socket timeouts set to ``timeout`` and one retry.
+
+    Raises ConfigError for a URL redis-py cannot read (it does not connect yet).
+    """
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+    from redis.retry import Retry  # noqa: PLC0415
+
+    try:
+        return redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
+        )
+    except ValueError as exc:
+        raise ConfigError(f"not a Redis URL: {url!r} ({exc})") from None
+
+
 def text(value: object) -> str:
     """A Redis reply item as str (bytes decoded as UTF-8); TypeError for anything else."""
     if isinstance(value, bytes):

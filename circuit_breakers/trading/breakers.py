@@ -479,7 +479,8 @@ class TradingCircuitBreakers:
         key = name if symbol is None else f"{name}:{symbol}"
         if verdict.level >= Level.WARN:
             if key not in self._warnings:
-                message = verdict.message if symbol is None else f"{symbol}: {verdict.message}"
+                said = rules.as_warning(name, verdict, self.config)  # the level crossed, even if past the limit
+                message = said if symbol is None else f"{symbol}: {said}"
                 pending.append((self._on_warning, (name, message)))
             self._warnings[key] = verdict.message
         else:

@@ -14,6 +14,25 @@ _PLACES = Decimal("0.0001")
 _CENTS = Decimal("0.01")
 
 
+def shown(percent: Decimal) -> Decimal:
+    """A percentage as messages show it: two decimal places (the figure judged keeps all of them)."""
+    return percent.quantize(_CENTS)
+
+
+def as_warning(name: str, verdict: Verdict, config: TradingBreakerConfig) -> str:
+    """What a warning says when the figure went straight past the limit: the warning level it crossed."""
+    if verdict.level is not Level.TRIP or verdict.value is None:
+        return verdict.message
+    value = shown(verdict.value)
+    if name == "daily_loss":
+        return f"P&L {value}% <= warning {shown(config.daily_loss_warning_pct)}%"
+    if name == "max_drawdown":
+        return f"drawdown {value}% <= warning {shown(config.drawdown_warning_pct)}%"
+    if name == "position_concentration":
+        return f"position {value}% > warning {shown(config.position_warning_pct)}%"
+    return verdict.message
+
+
 def _worse_down(value: Decimal) -> Decimal:
     """Round a computed loss figure to 4 places, towards the more negative (the safe side)."""
     return value.quantize(_PLACES, rounding=ROUND_FLOOR)
@@ -42,19 +61,20 @@ class Verdict(NamedTuple):
 def daily_loss(pnl_pct: Decimal, config: TradingBreakerConfig) -> Verdict:
     """Trip at or below the daily loss limit; warn at or below the warning level."""
     if pnl_pct <= config.daily_loss_limit_pct:
-        return Verdict(Level.TRIP, pnl_pct, f"P&L {pnl_pct}% <= limit {config.daily_loss_limit_pct}%")
+        return Verdict(Level.TRIP, pnl_pct, f"P&L {shown(pnl_pct)}% <= limit {shown(config.daily_loss_limit_pct)}%")
     if pnl_pct <= config.daily_loss_warning_pct:
-        return Verdict(Level.WARN, pnl_pct, f"P&L {pnl_pct}% <= warning {config.daily_loss_warning_pct}%")
-    return Verdict(Level.OK, pnl_pct, f"P&L {pnl_pct}%")
+        return Verdict(Level.WARN, pnl_pct, f"P&L {shown(pnl_pct)}% <= warning {shown(config.daily_loss_warning_pct)}%")
+    return Verdict(Level.OK, pnl_pct, f"P&L {shown(pnl_pct)}%")
 
 
 def drawdown(drawdown_pct: Decimal, config: TradingBreakerConfig) -> Verdict:
     """Trip (engage the kill switch) at or below the drawdown limit; warn at or below the warning level."""
     if drawdown_pct <= config.max_drawdown_pct:
-        return Verdict(Level.TRIP, drawdown_pct, f"drawdown {drawdown_pct}% <= limit {config.max_drawdown_pct}%")
+        return Verdict(Level.TRIP, drawdown_pct, f"drawdown {shown(drawdown_pct)}% <= limit {shown(config.max_drawdown_pct)}%")
     if drawdown_pct <= config.drawdown_warning_pct:
-        return Verdict(Level.WARN, drawdown_pct, f"drawdown {drawdown_pct}% <= warning {config.drawdown_warning_pct}%")
-    return Verdict(Level.OK, drawdown_pct, f"drawdown {drawdown_pct}%")
+        message = f"drawdown {shown(drawdown_pct)}% <= warning {shown(config.drawdown_warning_pct)}%"
+        return Verdict(Level.WARN, drawdown_pct, message)
+    return Verdict(Level.OK, drawdown_pct, f"drawdown {shown(drawdown_pct)}%")
 
 
 def drawdown_from_peak(value: Decimal, peak: Decimal) -> Decimal:
@@ -94,9 +114,10 @@ def volatility(today_pct: Decimal, returns: Optional[Sequence[Decimal]], config:
         return Verdict(
             Level.TRIP,
             z,
-            f"today {today_pct}% is {z_display} std devs from the mean (limit {config.volatility_std_threshold})",
+            f"today {shown(today_pct)}% is {z_display} std devs from the mean "
+            f"(limit {config.volatility_std_threshold})",
         )
-    return Verdict(Level.OK, z, f"today {today_pct}% is {z_display} std devs from the mean")
+    return Verdict(Level.OK, z, f"today {shown(today_pct)}% is {z_display} std devs from the mean")
 
 
 def concentration(
@@ -109,10 +130,10 @@ def concentration(
     if total_value <= 0:
         return Verdict(Level.TRIP, None, f"total value {total_value} <= 0: cannot judge concentration")
     after = (current_pct + proposed_value / total_value * _HUNDRED).quantize(_PLACES, rounding=ROUND_CEILING)
-    shown = after.quantize(_CENTS)
+    display = after.quantize(_CENTS)
     after = abs(after)  # a short position concentrates risk as much as a long one
     if after > config.max_position_pct:
-        return Verdict(Level.TRIP, after, f"position {shown}% > limit {config.max_position_pct}%")
+        return Verdict(Level.TRIP, after, f"position {display}% > limit {shown(config.max_position_pct)}%")
     if after > config.position_warning_pct:
-        return Verdict(Level.WARN, after, f"position {shown}% > warning {config.position_warning_pct}%")
-    return Verdict(Level.OK, after, f"position {shown}%")
+        return Verdict(Level.WARN, after, f"position {display}% > warning {shown(config.position_warning_pct)}%")
+    return Verdict(Level.OK, after, f"position {display}%")

@@ -19,7 +19,7 @@ def test_a_document_from_a_hand_built_status() -> None:
     status = trading_status(
         state=TradingState.REDUCING,
         blocking=("daily_loss",),
-        reasons=("daily_loss: P&L -2.10% (limit -2.0%)",),
+        reasons=("daily_loss: P&L -2.10% (limit -2.00%)",),
         details={
             "daily_loss": {"tripped": True, "last_trip_reason": "P&L -2.10%", "last_trip_time": tripped_at},
             "volatility": {"tripped": False, "last_trip_reason": "old trip", "last_trip_time": tripped_at},
@@ -33,7 +33,7 @@ def test_a_document_from_a_hand_built_status() -> None:
         "desk": "eu",
         "trading_state": "reducing",
         "kill_switch_active": False,
-        "reasons": ["daily_loss: P&L -2.10% (limit -2.0%)"],
+        "reasons": ["daily_loss: P&L -2.10% (limit -2.00%)"],
         "latches": [{"name": "daily_loss", "reason": "P&L -2.10%", "since": "2026-12-01T21:58:00+00:00"}],
         "rate_limit": {"windows": [], "error": "redis 127.0.0.1:6379: timed out"},
         "breakers": [],

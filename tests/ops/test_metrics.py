@@ -146,7 +146,7 @@ def test_reducing_desk_and_a_fail_closed_condition() -> None:
     status = trading_status(
         state=TradingState.HALTED,
         blocking=("daily_loss", "provider"),
-        reasons=("daily_loss: P&L -2.1%", "provider: unreachable"),
+        reasons=("daily_loss: P&L -2.10%", "provider: unreachable"),
         last_reading_age=None,
         details={"daily_loss": {"tripped": True}, "rate_limit": {"limits": None, "error": "redis down"}},
     )

@@ -36,7 +36,7 @@ def test_replay_prints_events_then_the_summary(tmp_path: Path, capsys: pytest.Ca
     status, out, err = run(capsys, replay_main, [history(tmp_path)])
     assert (status, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].split() == ["2024-03-05", "WARNING", "daily_loss", "P&L", "-2.5000%", "<=", "limit", "-2.0%"]
+    assert lines[0].split() == ["2024-03-05", "WARNING", "daily_loss", "P&L", "-2.50%", "<=", "warning", "-1.50%"]
     assert lines[1].split()[1:3] == ["TRIP", "daily_loss"]
     assert lines[2].split()[:3] == ["2024-03-06", "RECOVERED", "daily_loss"]
     assert "Summary" in lines

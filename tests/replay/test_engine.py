@@ -168,8 +168,8 @@ def test_report_and_json_carry_the_same_events() -> None:
     lines = result.report()
     document = result.to_dict()
     assert lines[:3] == [
-        "2024-03-05 12:00:00-05:00  WARNING    daily_loss      P&L -1.6000% <= warning -1.5%",
-        "2024-03-05 13:00:00-05:00  TRIP       daily_loss      P&L -2.5000% <= limit -2.0%",
+        "2024-03-05 12:00:00-05:00  WARNING    daily_loss      P&L -1.60% <= warning -1.50%",
+        "2024-03-05 13:00:00-05:00  TRIP       daily_loss      P&L -2.50% <= limit -2.00%",
         "2024-03-06 00:00:00-05:00  RECOVERED  daily_loss      trading day 2024-03-05 ended",
     ]
     assert [event["kind"] for event in document["events"]] == ["WARNING", "TRIP", "RECOVERED"]

@@ -192,7 +192,7 @@ def test_blocking_reason_names_breaker_value_and_limit(
 ) -> None:
     provider.daily_pnl_pct = D("-2.5")
     breakers.check_now()
-    assert breakers.get_blocking_reasons() == ["daily_loss: P&L -2.5% <= limit -2.0%"]
+    assert breakers.get_blocking_reasons() == ["daily_loss: P&L -2.50% <= limit -2.00%"]
 
 
 def test_daily_loss_mirror_breaker_opens(breakers: TradingCircuitBreakers, provider: FakeProvider) -> None:
@@ -216,7 +216,7 @@ def test_warning_fires_once_per_crossing(
     provider.daily_pnl_pct = D("-1.7")
     breakers.check_now()
     breakers.check_now()
-    assert warnings.calls == [("daily_loss", "P&L -1.6% <= warning -1.5%")]
+    assert warnings.calls == [("daily_loss", "P&L -1.60% <= warning -1.50%")]
     assert breakers.can_trade()
 
 
@@ -654,7 +654,7 @@ def test_status_to_dict_is_json_with_decimals_as_strings(
     assert daily["warning_level"] == "-1.5"
     assert daily["tripped"] is True
     assert daily["state"] == "tripped"
-    assert daily["last_trip_reason"] == "P&L -2.5% <= limit -2.0%"
+    assert daily["last_trip_reason"] == "P&L -2.50% <= limit -2.00%"
     assert daily["last_trip_time"] == "2026-01-05T14:30:00+00:00"
     assert decoded["details"]["max_drawdown"]["limit"] == "-10.0"
     assert decoded["details"]["position_concentration"]["warning"] is True
@@ -688,7 +688,7 @@ def test_last_trip_is_kept_after_a_reset(breakers: TradingCircuitBreakers, provi
     provider.daily_pnl_pct = D(0)
     details = breakers.check_now().details["daily_loss"]
     assert details["tripped"] is False
-    assert details["last_trip_reason"] == "P&L -3% <= limit -2.0%"
+    assert details["last_trip_reason"] == "P&L -3.00% <= limit -2.00%"
 
 
 # --- callbacks ------------------------------------------------------------------------------------
@@ -702,7 +702,7 @@ def test_trip_callback_gets_name_and_reason(
     provider.daily_pnl_pct = D("-2.5")
     breakers.check_now()
     breakers.check_now()
-    assert trips.calls == [("daily_loss", "P&L -2.5% <= limit -2.0%")]
+    assert trips.calls == [("daily_loss", "P&L -2.50% <= limit -2.00%")]
 
 
 def test_recovery_callback_gets_the_name(

@@ -554,8 +554,8 @@ def test_trade_guard_needs_a_client_order_id_with_an_exposure_limit(desk: Desk) 
     ("current", "fields", "accepted", "fragments"),
     [
         (D(15), {"quantity": "500", "price": "100"}, True, ()),  # 15 % + 5 % = 20 %: at the limit
-        (D(15), {"quantity": "1", "price": "50000.01"}, False, ("position 20.00%", "limit 20.0%")),
-        (D(15), {"quantity": "1000", "price": "100"}, False, ("SPY: position 25.00% > limit 20.0%",)),
+        (D(15), {"quantity": "1", "price": "50000.01"}, False, ("position 20.00%", "limit 20.00%")),
+        (D(15), {"quantity": "1000", "price": "100"}, False, ("SPY: position 25.00% > limit 20.00%",)),
         (D(0), {"side": Side.SELL, "quantity": "2000", "price": "100"}, True, ()),  # short 20 %
         (D(0), {"side": Side.SELL, "quantity": "2001", "price": "100"}, False, ("position -20.01%",)),
         (D(15), {"quantity": "500", "price": None}, True, ()),  # market: valued at the reference
@@ -590,7 +590,7 @@ def test_concentration_uses_the_trading_config_limit() -> None:
     desk = Desk(total_value=D(1_000_000), concentration=D(5))
     breakers = make_breakers(desk, OrderLimits(), max_position_pct=D(6), position_warning_pct=D(3))
     assert breakers.check_order(order(quantity="100", price="100")).accepted  # 6 %
-    assert_refused(breakers.check_order(order(quantity="101", price="100")), R.CONCENTRATION, "limit 6%")
+    assert_refused(breakers.check_order(order(quantity="101", price="100")), R.CONCENTRATION, "limit 6.00%")
 
 
 # --- order rate -------------------------------------------------------------------------------------------

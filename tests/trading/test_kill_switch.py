@@ -34,7 +34,7 @@ def test_drawdown_at_the_limit_engages_the_kill_switch(
     assert keyed_breakers.kill_switch_active
     assert not keyed_breakers.can_trade()
     reasons = keyed_breakers.get_blocking_reasons()
-    assert reasons == ["max_drawdown: kill switch engaged: drawdown -10.0% <= limit -10.0%"]
+    assert reasons == ["max_drawdown: kill switch engaged: drawdown -10.00% <= limit -10.00%"]
 
 
 def test_drawdown_just_above_the_limit_does_not_engage(
@@ -54,7 +54,7 @@ def test_kill_switch_trip_callback(
     provider.max_drawdown = D(-12)
     keyed_breakers.check_now()
     keyed_breakers.check_now()
-    assert trips.calls == [("max_drawdown", "drawdown -12% <= limit -10.0%")]
+    assert trips.calls == [("max_drawdown", "drawdown -12.00% <= limit -10.00%")]
 
 
 def test_kill_switch_survives_the_day_rollover(

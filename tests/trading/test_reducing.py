@@ -281,7 +281,7 @@ def test_daily_loss_removed_from_reducing_breakers_halts_everything() -> None:
     assert breakers.trading_state is TradingState.HALTED
     decision = both(breakers, order(side=Side.SELL, quantity="100"))
     assert decision.reason is R.TRADING_HALTED
-    assert decision.message == "daily_loss: P&L -2.5% <= limit -2.0%"
+    assert decision.message == "daily_loss: P&L -2.50% <= limit -2.00%"
 
 
 def test_no_reducing_breakers_make_volatility_total_too() -> None:

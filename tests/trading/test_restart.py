@@ -111,7 +111,7 @@ def test_day_halt_survives_a_restart_on_the_same_day(
     first.check_now()
     second = make_breakers(FakeProvider(), state_path=state_path)
     assert not second.can_trade()
-    assert second.get_blocking_reasons() == ["daily_loss: P&L -3% <= limit -2.0%"]
+    assert second.get_blocking_reasons() == ["daily_loss: P&L -3.00% <= limit -2.00%"]
 
 
 def test_restored_day_halt_does_not_auto_recover_without_a_reading(

@@ -35,7 +35,7 @@ def test_daily_loss_one_hundredth_above_the_limit_does_not_trip() -> None:
 def test_daily_loss_below_the_limit_trips_with_value_and_limit_in_message() -> None:
     verdict = rules.daily_loss(D("-2.5"), CONFIG)
     assert verdict.level is Level.TRIP
-    assert verdict.message == "P&L -2.5% <= limit -2.0%"
+    assert verdict.message == "P&L -2.50% <= limit -2.00%"
 
 
 def test_daily_loss_exactly_at_the_warning_level_warns() -> None:

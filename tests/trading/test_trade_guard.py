@@ -53,7 +53,7 @@ def test_guard_raises_trading_halted_with_the_reasons(breakers: TradingCircuitBr
     with pytest.raises(TradingHalted) as info, breakers.trade_guard():
         ran.append(True)
     assert ran == []
-    assert info.value.reasons == ("daily_loss: P&L -2.5% <= limit -2.0%",)
+    assert info.value.reasons == ("daily_loss: P&L -2.50% <= limit -2.00%",)
     assert "daily_loss" in str(info.value)
 
 

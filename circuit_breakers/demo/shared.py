@@ -17,6 +17,8 @@ from typing import IO, Callable
 
 import redis
 
+from circuit_breakers.errors import StateStoreError
+from circuit_breakers.redis.client import connect
 from circuit_breakers.redis.store import RedisStore
 from circuit_breakers.trading.breakers import TradingCircuitBreakers
 from circuit_breakers.trading.config import TradingBreakerConfig
@@ -45,7 +47,16 @@ class FlatPortfolio:
 
 
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    client: redis.Redis = connect(url, timeout=1.0)
+    return client
+
+
+def check_server(url: str) -> None:
+    """Raise StateStoreError (one line, naming the URL) unless a Redis server answers at ``url``."""
+    try:
+        _client(url).ping()
+    except (redis.RedisError, OSError) as exc:
+        raise StateStoreError(f"no Redis server answers at {url}: {type(exc).__name__}: {exc}") from None
 
 
 def _breakers(url: str, namespace: str) -> TradingCircuitBreakers:
@@ -80,6 +91,7 @@ def follow(url: str, namespace: str, commands: IO[str], write: Callable[[str], N
 
 def run_shared_demo(write: Callable[[str], None], url: str) -> None:
     """The risk-desk process: start a strategy process, then show what they share."""
+    check_server(url)
     namespace = f"circuit_breakers-demo-{uuid.uuid4().hex[:8]}"
     desk = _breakers(url, namespace)
     follower = subprocess.Popen(

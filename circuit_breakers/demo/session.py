@@ -83,7 +83,7 @@ class FakeBroker:
 
     def place_order(self, order: Order) -> str:
         if self.down:
-            raise ConnectionError("broker gateway: connection refused")
+            raise ConnectionRefusedError("broker gateway: connection refused")
         self.filled += 1
         self.portfolio.fill(order)
         return f"ord-{self.filled}"
@@ -123,15 +123,19 @@ class _Session:
         text = f"{order.side.value.upper()} {order.quantity} {order.symbol} @ {order.price}"
         try:
             with self.breakers.trade_guard(order):
-                broker_id = self.broker.place_order(order)
-            self.breakers.order_filled(str(order.client_order_id), order.quantity)
-            self.last = order
-            self.log("ORDER", f"{text}: filled as {broker_id}")
+                try:
+                    broker_id = self.broker.place_order(order)
+                except ConnectionError as exc:  # told here, before the TRIP it may cause
+                    self.log("BROKER", f"{text}: failed: {exc}")
+                    raise
         except TradingHalted as refused:  # OrderRejected included
             self.log("REFUSED", f"{text}: {'; '.join(refused.reasons)}")
-        except ConnectionError as exc:
-            self.breakers.order_cancelled(str(order.client_order_id))
-            self.log("BROKER", f"{text}: failed: {exc}")
+            return
+        except ConnectionRefusedError:
+            return  # it never left: trade_guard already released it (no pending exposure, no duplicate)
+        self.breakers.order_filled(str(order.client_order_id), order.quantity)
+        self.last = order
+        self.log("ORDER", f"{text}: filled as {broker_id}")
 
     def new_day(self, days: int) -> None:
         # Both clocks move overnight: a day halt lifts only when the wall and the monotonic clock agree.
@@ -175,9 +179,10 @@ class _Session:
             self.clock.advance(30)
         self.try_order(self.order(Side.SELL, 10))
         for key in ("guess", RESET_KEY):
-            accepted = self.breakers.reset_kill_switch(key, actor="risk-officer")
             shown = "<right key>" if key == RESET_KEY else "<wrong key>"
-            self.log("RESET", f"reset_kill_switch({shown}) -> {accepted}")
+            self.log("RESET", f"reset_kill_switch({shown})")  # told before the RECOVERED it causes
+            if not self.breakers.reset_kill_switch(key, actor="risk-officer"):
+                self.log("REFUSED", "wrong key: the kill switch holds")
         self.log(
             "STATUS",
             f"kill switch active={self.breakers.kill_switch_active}; "
@@ -207,21 +212,18 @@ def status_table(breakers: TradingCircuitBreakers) -> str:
     """The status of every breaker as a fixed-width table."""
     status = breakers.get_status()
     rows = [("breaker", "state", "value", "limit", "last trip")]
-    for name in ("daily_loss", "max_drawdown", "volatility", "position_concentration"):
+    units = {"daily_loss": "%", "max_drawdown": "%", "volatility": "std devs", "position_concentration": "%"}
+    for name, unit in units.items():
         detail = status.details[name]
         state = "TRIPPED" if detail["state"] == "tripped" else detail["state"]
-        rows.append(
-            (
-                name,
-                state,
-                "-" if detail["value"] is None else str(detail["value"]),
-                str(detail["limit"]),
-                detail["last_trip_reason"] or "-",
-            )
-        )
+        value = "-" if detail["value"] is None else f"{detail['value']:.2f} {unit}"
+        rows.append((name, state, value, f"{detail['limit']} {unit}", detail["last_trip_reason"] or "-"))
     connection = status.details["connection"]
-    rows.append(("connection", connection["state"], f"{connection['failed_requests']} failures", "-", "-"))
-    rows.append(("rate_limit", "ok", f"{status.orders_last_minute}/min {status.orders_last_hour}/h", "-", "-"))
+    failures = f"{connection['failures_in_window']} failures in window"
+    rows.append(("connection", connection["state"], failures, "-", connection["last_failure_message"] or "-"))
+    orders = f"{status.orders_last_minute}/min, {status.orders_last_hour}/h"
+    limits = f"{breakers.config.max_orders_per_minute}/min, {breakers.config.max_orders_per_hour}/h"
+    rows.append(("rate_limit", "ok", orders, limits, "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
