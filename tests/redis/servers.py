@@ -108,4 +108,4 @@ class SteppedServer(Server):
         """The server's wall clock (Redis TIME), in seconds."""
         with quick_client(self) as client:
             seconds, micros = client.time()
-        return seconds + micros / 1_000_000
+        return float(seconds + micros / 1_000_000)

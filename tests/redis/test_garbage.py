@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import List, Optional, Union
+from decimal import Decimal
+from typing import Dict, List, Optional, Union
 
 import pytest
 import redis
 
 from circuit_breakers import RedisStore, TradingCircuitBreakers
+from circuit_breakers.demo_shared import FlatPortfolio
 from tests.redis.conftest import KEY, Desk, wait_until
 from tests.redis.servers import Server, quick_client
 
@@ -25,8 +27,8 @@ _SINCE = "2024-01-02T09:30:00+00:00"
 
 
 def latch(**fields: object) -> str:
-    record = {"reason": "written by something else", "since": _SINCE, "trading_day": "2024-01-02", "actor": None,
-              "id": "junk-1"}
+    record: Dict[str, object] = {"reason": "written by something else", "since": _SINCE}
+    record.update(trading_day="2024-01-02", actor=None, id="junk-1")
     record.update(fields)
     return json.dumps(record)
 
@@ -35,56 +37,60 @@ FAR_DAY = latch(trading_day="9999-12-31")
 
 
 class Garbage:
-    """One piece of garbage: where it goes, and what it must do to the processes that read it."""
+    """One piece of garbage: where it goes (``field`` None: the key itself, of the wrong type), and
+    what it must do to the processes that read it (``verdict``; a blocking one names the breaker it
+    halts and a text the reason must contain)."""
 
-    def __init__(self, key: str, field: Optional[str], value: Union[str, bytes], verdict: str,
-                 halts: str = "", names: str = "") -> None:
-        self.key, self.field, self.value = key, field, value
-        self.verdict, self.halts, self.names = verdict, halts, names
+    def __init__(self, key: str, field: Optional[str], value: Union[str, bytes], verdict: str, **expect: str) -> None:
+        self.key, self.field, self.value, self.verdict = key, field, value, verdict
+        self.halts, self.names = expect.get("halts", ""), expect.get("names", "")
 
     def write(self, client: redis.Redis) -> None:
         """Write it and announce it on the channel, as a writer of the namespace would."""
-        if self.field is None:  # a key of the wrong type
+        if self.field is None:
             client.delete(f"{NS}:{self.key}")
             client.set(f"{NS}:{self.key}", self.value)
         else:
-            client.hset(f"{NS}:{self.key}", self.field, self.value)
+            client.hset(f"{NS}:{self.key}", self.field, self.value)  # type: ignore[arg-type] # bytes too
         client.publish(f"{NS}:events", f"{self.key} {self.field}")
 
     def remove(self, client: redis.Redis) -> None:
         client.delete(f"{NS}:{self.key}") if self.field is None else client.hdel(f"{NS}:{self.key}", self.field)
 
 
+def kill(key: str, field: Optional[str], value: Union[str, bytes], names: str) -> Garbage:
+    return Garbage(key, field, value, KILL, halts="max_drawdown", names=names)
+
+
+def day(name: str, value: str, names: str) -> Garbage:
+    return Garbage("latches", name, value, DAY, halts=name, names=names)
+
+
 CASES = {
     # latches: the latch engages (the kill switch needs the key, a day halt holds the day) and is rewritten
-    "latch-kill-switch-not-json": Garbage("latches", "max_drawdown", "{not json", KILL, "max_drawdown",
-                                          "redis junk latches/max_drawdown: not JSON"),
-    "latch-kill-switch-naive-since": Garbage("latches", "max_drawdown", latch(since="2024-01-02T09:30:00"), KILL,
-                                             "max_drawdown", "latches/max_drawdown: since must carry a time zone"),
-    "latch-daily-loss-a-list": Garbage("latches", "daily_loss", "[1, 2]", DAY, "daily_loss",
-                                       "redis junk latches/daily_loss: not a JSON object"),
-    "latch-volatility-year-9999": Garbage("latches", "volatility", FAR_DAY, DAY, "volatility",
-                                          "redis junk latches/volatility: trading_day out of range"),
+    "latch-kill-switch-not-json": kill("latches", "max_drawdown", "{not json",
+                                       "redis junk latches/max_drawdown: not JSON"),
+    "latch-kill-switch-naive-since": kill("latches", "max_drawdown", latch(since="2024-01-02T09:30:00"),
+                                          "latches/max_drawdown: since must carry a time zone"),
+    "latch-daily-loss-a-list": day("daily_loss", "[1, 2]", "redis junk latches/daily_loss: not a JSON object"),
+    "latch-volatility-year-9999": day("volatility", FAR_DAY, "redis junk latches/volatility: trading_day out of range"),
     # values the drawdown is measured with: the kill switch engages (the drawdown cannot be known)
-    "high-water-mark-not-a-number": Garbage("values", "high_water_mark", "lots", KILL, "max_drawdown",
-                                            "redis junk values/high_water_mark: not a number"),
-    "high-water-mark-infinite": Garbage("values", "high_water_mark", "Infinity", KILL, "max_drawdown",
-                                        "redis junk values/high_water_mark: not finite"),
-    "baseline-nan": Garbage("values", "drawdown_baseline_pct", "NaN", KILL, "max_drawdown",
-                            "redis junk values/drawdown_baseline_pct: not finite"),
-    # the epoch: another one is a lost state; undecodable bytes make the whole store unreadable
-    "epoch-replaced": Garbage("values", "epoch", "nonsense", KILL, "max_drawdown", "state lost: redis junk lost"),
-    "epoch-not-utf8": Garbage("values", "epoch", b"\xff\xfe", KILL, "max_drawdown",
-                              "state unreadable: redis junk: junk:values holds garbage"),
-    "heartbeat-not-utf8": Garbage("procs", "someone", b"\xff", KILL, "max_drawdown",
-                                  "state unreadable: redis junk: junk:procs holds garbage"),
-    "values-not-a-hash": Garbage("values", None, "a string", KILL, "max_drawdown",
-                                 "state unreadable: redis junk: a state key holds garbage"),
+    "high-water-mark-not-a-number": kill("values", "high_water_mark", "lots",
+                                         "redis junk values/high_water_mark: not a number"),
+    "high-water-mark-infinite": kill("values", "high_water_mark", "Infinity",
+                                     "redis junk values/high_water_mark: not finite"),
+    "baseline-nan": kill("values", "drawdown_baseline_pct", "NaN",
+                         "redis junk values/drawdown_baseline_pct: not finite"),
+    # the epoch: another one is a lost state; undecodable bytes (anywhere) make the whole store unreadable
+    "epoch-replaced": kill("values", "epoch", "nonsense", "state lost: redis junk lost"),
+    "epoch-not-utf8": kill("values", "epoch", b"\xff\xfe", "state unreadable: redis junk: junk:values holds garbage"),
+    "heartbeat-not-utf8": kill("procs", "someone", b"\xff", "state unreadable: redis junk: junk:procs holds garbage"),
+    "values-not-a-hash": kill("values", None, "a string", "state unreadable: redis junk: a state key holds garbage"),
     # records that cannot release or unlock anything: passes (a garbage count is never a release, a
     # garbage lockout counts from zero, a garbage key hash stops only processes that start later)
     "kill-switch-resets-not-a-number": Garbage("values", "kill_switch_resets", "lots", PASSES),
     "lockout-not-json": Garbage("values", "reset_lockout", "{not json", PASSES),
-    "lockout-failures-infinite": Garbage("values", "reset_lockout", '{"failures": 1e999, "locked_until": null}', PASSES),
+    "lockout-failures-infinite": Garbage("values", "reset_lockout", '{"failures": 1e999, "locked_until": 0}', PASSES),
     "reset-key-not-json": Garbage("values", "reset_key", "{not json", PASSES),
     # the namespace clock, as the order-rate limit uses it: garbage is read as 0 and rewritten
     "clock-offset-not-a-number": Garbage("clock", "offset", "abc", PASSES),
@@ -126,7 +132,8 @@ def never_raise(*desks: TradingCircuitBreakers) -> None:
         breakers.get_status().to_dict()
         breakers.can_trade()
         breakers.get_blocking_reasons()
-        assert breakers._subscription is not None and breakers._subscription.alive
+        assert breakers._subscription is not None
+        assert breakers._subscription.alive
 
 
 def heard_engage(victim: TradingCircuitBreakers, other: TradingCircuitBreakers, kills: List[str]) -> None:
@@ -168,11 +175,40 @@ def test_garbage_blocks_or_passes_and_never_raises(volatile_server: Server, desk
         assert victim.record_order()
     else:
         never_raise(victim, other)
-        assert victim.can_trade() and other.can_trade()
+        assert victim.can_trade()
+        assert other.can_trade()
         assert victim.record_order()
         heard_engage(victim, other, kills)
         assert victim.record_order()
     admin.close()
+
+
+class MovingPortfolio(FlatPortfolio):
+    """A portfolio whose value the test moves."""
+
+    value = Decimal(1_000_000)
+
+    def get_total_value(self) -> Decimal:
+        return self.value
+
+
+@AFRESH_BUG
+def test_keyed_reset_starts_an_unreadable_store_afresh(volatile_server: Server, desk: Desk) -> None:
+    """Promise 4: a whole store unreadable (a key of ours that is not a hash) engages the kill switch
+    provisionally, and a keyed reset starts the store afresh. One process, monitoring as usual: its
+    value moves between two readings, so the reset's re-base has something to write."""
+    portfolio = MovingPortfolio()
+    breakers = desk(volatile_server, NS, provider=portfolio)
+    breakers.check_now()
+    with quick_client(volatile_server) as admin:
+        admin.delete(f"{NS}:values")
+        admin.set(f"{NS}:values", "garbage")
+    portfolio.value = Decimal(999_000)
+    breakers.check_now()
+    assert breakers.get_blocking_reasons()[0].startswith("max_drawdown: kill switch engaged: state unreadable")
+    assert breakers.reset_kill_switch(KEY)  # raises StateStoreError (WRONGTYPE): the re-base writes first
+    breakers.check_now()
+    assert breakers.can_trade()
 
 
 def test_garbage_reset_key_blocks_a_process_that_starts_later(volatile_server: Server, desk: Desk) -> None:
@@ -226,7 +262,9 @@ def test_year_9999_record_published_on_the_channel_keeps_the_listener(
         r.startswith(f"{name}:") and f"redis junk latches/{name}: trading_day out of range: '9999-12-31'" in r
         for r in reasons
     ), reasons
-    assert victim._subscription is listener and listener is not None and listener.alive
+    assert victim._subscription is listener
+    assert listener is not None
+    assert listener.alive
     wait_until(lambda: not other.can_trade(), seconds=3.0)  # it heard the rewrite of the good record
     if name == "max_drawdown":
         assert other.reset_kill_switch(KEY)
