@@ -32,9 +32,10 @@ by itself. Outcomes that cannot be recorded are logged and dropped (the call alr
 Warnings are logged on change or at most once a second, not per call.
 
 Bounded calls: the store's client must be built with ``socket_timeout`` and
-``socket_connect_timeout``. redis-py retries connection errors (10 times by default, with
-backoff), which multiplies the bound: for fast rejection build the client with e.g.
-``retry=Retry(NoBackoff(), 1)``.
+``socket_connect_timeout``. redis-py retries connection errors by default, with backoff, which
+multiplies the bound (about 10 s a call against a dead server, seen with redis-py 7): for fast
+rejection build the client with ``retry=Retry(NoBackoff(), 1)``, as
+:func:`circuit_breakers.redis.client.connect` does.
 """
 
 from __future__ import annotations
@@ -101,16 +102,33 @@ class _Reply:
     extra: Tuple[int, ...]
 
 
+_LARGEST = 2**62  # a count or a time in microseconds past this is garbage
+
+
 def _count(value: object) -> int:
+    """A non-negative whole number from a reply; ValueError for anything else (garbage, inf, huge)."""
     number = float(value if isinstance(value, int) and not isinstance(value, bool) else text(value))
-    if not number >= 0 or number != int(number):
+    if not 0 <= number < _LARGEST or number != int(number):
         raise ValueError(f"expected a count, got {value!r}")
     return int(number)
 
 
 def _moment(value: object) -> Optional[datetime]:
     micros = _count(value)
+    if micros >= 253_402_300_800_000_000:  # past the year 9999
+        raise ValueError(f"expected a time, got {value!r}")
     return datetime.fromtimestamp(micros / 1e6, timezone.utc) if micros else None
+
+
+_STATES = frozenset(state.value for state in CircuitState)
+
+
+def _event(event: str) -> str:
+    """A transition a script reported: "trip", "recovery" or "old>new"; ValueError for anything else."""
+    old, _, new = event.partition(">")
+    if event in ("trip", "recovery") or (old in _STATES and new in _STATES):
+        return event
+    raise ValueError(f"unexpected event {event!r}")
 
 
 def _parse(raw: object) -> _Reply:
@@ -126,7 +144,7 @@ def _parse(raw: object) -> _Reply:
         generation=str(_count(raw[0])),
         state=CircuitState(text(raw[1])),
         retry_after=None if retry_after < 0 else retry_after / 1e6,
-        events=tuple(text(event) for event in raw[3]),
+        events=tuple(_event(text(event)) for event in raw[3]),
         consecutive_trips=_count(raw[4]),
         trips=_count(raw[5]),
         forced=_count(raw[6]) == 1,
@@ -221,7 +239,7 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
             raise _StoreFailure(f"{type(exc).__name__}: {exc}") from exc
         try:
             reply = _parse(raw)
-        except (TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        except (TypeError, ValueError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
             detail = f"unexpected answer {raw!r:.200}"
             self._store_failed(detail)
             raise _StoreFailure(detail) from exc

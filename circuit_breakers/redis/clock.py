@@ -1,11 +1,14 @@
 """The client side of the namespace clock (``scripts/clock.lua``): time that a stepped server clock cannot move.
 
-Every script that needs the time passes the caller's estimate of namespace time, taken from its own
-monotonic clock since its last reply; the script accepts the server's clock only within
-``tolerance_seconds`` of that estimate and otherwise moves the namespace's offset so that time
-continues from the caller's clock. A step of the server's clock, either way, thus moves namespace
-time by at most the tolerance, and namespace time never goes backwards. A client that has no
-estimate yet (its first call) takes namespace time as the server gives it.
+Every script that needs the time passes the caller's estimate of namespace time, projected from
+its own monotonic clock; the script accepts the server's clock only within ``tolerance_seconds`` of
+that estimate and otherwise moves the namespace's offset so that time continues from the caller's
+clock. The estimate follows the server's answers only as fast as real clocks drift apart (1 ms a
+second, twice NTP's largest slew), so steps too small to be noticed one by one cannot add up: a
+step of the server's clock, either way and however it is cut up, moves namespace time by at most
+the tolerance. Namespace time never goes backwards. A client that has no estimate yet (its first
+call after it started) takes namespace time as the server gives it: should the server's clock have
+been stepped while no running client saw it, that step passes (a residual limit, in the README).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Callable, List, Optional, Tuple
 from circuit_breakers.config import check_number
 
 logger = logging.getLogger(__name__)
+
+MAX_DRIFT = 0.001
+"""How fast a client's estimate may follow the server's clock: a second per thousand seconds."""
 
 
 class NamespaceClock:
@@ -51,10 +57,17 @@ class NamespaceClock:
         return [str(estimate), str(round(self.tolerance_seconds * 1_000_000)), str(given)], mono
 
     def observe(self, now: int, stepped: bool, mono: float) -> None:
-        """Remember the namespace time a reply carried, as of the call's monotonic time."""
+        """Move the estimate toward the namespace time a reply carried (as of the call's monotonic time),
+        by no more than clocks can drift in the time since the last reply."""
         with self._lock:
-            if self._anchor is None or now >= self._anchor[0]:
+            anchor = self._anchor
+            if anchor is None:
                 self._anchor = (now, mono)
+            elif mono >= anchor[1]:
+                elapsed = mono - anchor[1]
+                estimate = anchor[0] + round(elapsed * 1_000_000)
+                allowed = round(elapsed * 1_000_000 * MAX_DRIFT)
+                self._anchor = (estimate + max(-allowed, min(now - estimate, allowed)), mono)
             if stepped:
                 self.steps_seen += 1
         if stepped:

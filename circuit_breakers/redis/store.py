@@ -56,9 +56,9 @@ class _Listener:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         self._stop.set()
-        if self._thread is not threading.current_thread():
+        if wait and self._thread is not threading.current_thread():
             self._thread.join(2.0)
 
     def _run(self, store: RedisStore, on_change: Callable[[], object]) -> None:

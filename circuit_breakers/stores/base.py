@@ -39,8 +39,8 @@ class Subscription(Protocol):
         """Whether the thread still runs."""
         ...
 
-    def close(self) -> None:
-        """Stop the thread and wait briefly for it; idempotent."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the thread and (with ``wait``) wait briefly for it; idempotent."""
         ...
 
 

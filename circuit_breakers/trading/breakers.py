@@ -290,6 +290,8 @@ class TradingCircuitBreakers:
             self._closed = True
             self.stop_monitoring()
             self._beat(None)
+            if self._subscription is not None:
+                self._subscription.close()  # here, unlike in the finalizer, waiting is safe
         self._finalizer()
 
     def __enter__(self) -> Self:
@@ -806,6 +808,7 @@ class TradingCircuitBreakers:
                 if not core.kill_switch_engaged:
                     logger.info("reset_kill_switch: the kill switch is not engaged; nothing to release")
                     return True
+                core.repair(pending)  # an unreadable store is read again, or started afresh, before any write
                 if self._reading is not None:  # re-base first: released against the old mark, it would re-engage
                     core.set_high_water(
                         self._reading.total_value, min(self._reading.max_drawdown_pct, Decimal(0)), pending
@@ -954,9 +957,13 @@ class TradingCircuitBreakers:
 
 
 def _release(subscription: Optional[Subscription], store: Store) -> None:
-    """What an instance leaves behind when closed or collected: the listener thread and the store's connections."""
+    """What an instance leaves behind when closed or collected: the listener thread and the store's connections.
+
+    It never waits: run by the garbage collector, it may be inside redis-py holding the very lock the
+    listener waits for. The listener ends on its own within its next wake-up.
+    """
     if subscription is not None:
-        subscription.close()
+        subscription.close(wait=False)
     store.close()
 
 

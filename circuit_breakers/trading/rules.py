@@ -70,7 +70,8 @@ def daily_loss(pnl_pct: Decimal, config: TradingBreakerConfig) -> Verdict:
 def drawdown(drawdown_pct: Decimal, config: TradingBreakerConfig) -> Verdict:
     """Trip (engage the kill switch) at or below the drawdown limit; warn at or below the warning level."""
     if drawdown_pct <= config.max_drawdown_pct:
-        return Verdict(Level.TRIP, drawdown_pct, f"drawdown {shown(drawdown_pct)}% <= limit {shown(config.max_drawdown_pct)}%")
+        message = f"drawdown {shown(drawdown_pct)}% <= limit {shown(config.max_drawdown_pct)}%"
+        return Verdict(Level.TRIP, drawdown_pct, message)
     if drawdown_pct <= config.drawdown_warning_pct:
         message = f"drawdown {shown(drawdown_pct)}% <= warning {shown(config.drawdown_warning_pct)}%"
         return Verdict(Level.WARN, drawdown_pct, message)

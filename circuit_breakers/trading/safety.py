@@ -230,6 +230,16 @@ class SafetyCore:
             return False
         return self._let_go(name, pending)
 
+    def repair(self, pending: Pending) -> None:
+        """Before a keyed release: read an unreadable store again, and if it still cannot be read start
+        it afresh (keeping the file aside). Lock held; raises StateStoreError if that fails too."""
+        if not self._corrupt:
+            return
+        try:
+            self._merge(self.store.read(), pending)  # readable again: adopt it
+        except CorruptStateError:
+            self._start_afresh(pending)
+
     def release_kill_switch(self, actor: Optional[str], pending: Pending, *, by: str) -> bool:
         """Release the kill switch for every process sharing the store. Lock held; the caller checked
         the authority (the key, or ``reset_breaker`` with ``require_manual_reset`` off).
@@ -237,11 +247,7 @@ class SafetyCore:
         The release is counted in the store first, then the record dropped; raises StateStoreError
         (kill switch still engaged) if either cannot be written.
         """
-        if self._corrupt:
-            try:
-                self._merge(self.store.read(), pending)  # readable again: adopt it, then release
-            except CorruptStateError:
-                self._start_afresh(pending)
+        self.repair(pending)
         if KILL_SWITCH not in self._held:
             return False
         resets = self._write_now(_RESETS, lambda current: str(max(_count(current), self._resets) + 1))
@@ -407,8 +413,14 @@ class SafetyCore:
         try:
             record = json.loads(text)
             until = record["locked_until"]
-            return int(record["failures"]), None if until is None else dt.datetime.fromisoformat(until)
-        except (ValueError, TypeError, KeyError, OverflowError):
+            moment = None if until is None else dt.datetime.fromisoformat(until)
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("a time without a zone")
+            failures = int(record["failures"])
+            if failures < 0:
+                raise ValueError("a negative count")
+            return failures, moment
+        except (ValueError, TypeError, KeyError, OverflowError, AttributeError):
             logger.warning("unreadable reset_lockout record %r: counting from zero", text[:80])
             return 0, None
 
@@ -643,8 +655,8 @@ class SafetyCore:
         )
         logger.error("%s; the kill switch engages until a keyed reset", reason)
         self._audit("state_lost", reason, _AUTOMATIC, pending)
-        if stored_epoch is None:
-            mine = self._epoch
+        if stored_epoch is None:  # a new epoch: every other process sees it changed and finds the loss itself
+            mine = uuid.uuid4().hex
             self._queue(_EPOCH, lambda current: current or mine, self._adopt_epoch)
         else:
             self._epoch = stored_epoch

@@ -17,10 +17,11 @@ from typing import Any, Callable, Iterator, List, Set, Tuple
 import pytest
 
 from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers
-from circuit_breakers.demo_shared import FlatPortfolio
 from circuit_breakers.redis import RedisStore
 from tests.redis.servers import Server, SteppedServer, quick_client
 from tests.redis_server import RedisServer, _require_server
+
+from ..trading.conftest import FlatPortfolio
 
 KEY = "desk-reset-key"
 RESYNC = 0.2  # the stores' resync_seconds

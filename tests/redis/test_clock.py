@@ -267,11 +267,6 @@ def test_a_step_within_the_tolerance_passes_and_shortens_a_timeout_by_at_most_th
     wait_until(lambda: breaker.state is HALF_OPEN, seconds=3.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: steps within the tolerance add up (every reply re-anchors the client's estimate): 80 steps "
-    "of 0.8 s, each followed by a call, let a 10/minute limit admit 20 within a real second",
-)
 def test_repeated_small_steps_cannot_add_up_past_the_limit(stepped_server: SteppedServer) -> None:
     """Promise: the rate limit never admits more than its limit, whatever the server clock does. A
     server clock stepped forward 0.8 s at a time (below the 1 s tolerance) with a call between the
@@ -286,5 +281,5 @@ def test_repeated_small_steps_cannot_add_up_past_the_limit(stepped_server: Stepp
     second = [limiter.try_acquire() for _ in range(10)]
     assert time.monotonic() - start < 60
     assert first == [True] * 10
-    assert store.clock.steps_seen == 0  # no single step was large enough to notice
+    assert store.clock.steps_seen >= 1  # no single step was large enough to notice, but their sum was
     assert second == [False] * 10

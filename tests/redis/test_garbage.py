@@ -17,9 +17,10 @@ import pytest
 import redis
 
 from circuit_breakers import RedisStore, TradingCircuitBreakers
-from circuit_breakers.demo_shared import FlatPortfolio
 from tests.redis.conftest import KEY, Desk, wait_until
 from tests.redis.servers import Server, quick_client
+
+from ..trading.conftest import FlatPortfolio
 
 NS = "junk"
 KILL, DAY, PASSES, NO_ORDERS = "kill switch", "day halt", "passes", "orders refused"
@@ -102,25 +103,14 @@ CASES = {
     "rate-window-not-a-sorted-set": Garbage("rate:rate_limit", None, "a string", NO_ORDERS),
 }
 
-AFRESH_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a keyed reset cannot start an unreadable store afresh once the process has a reading: "
-    "reset_kill_switch re-bases the high-water mark first, that write fails, and it raises",
-)
-LOCKOUT_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a stored lockout with a naive locked_until makes get_status(), check_now() and "
-    "reset_kill_switch() raise TypeError (naive and aware datetimes compared in ResetGuard._stored_left)",
-)
 UNREADABLE = ("epoch-not-utf8", "heartbeat-not-utf8", "values-not-a-hash")
 PARAMS = [
-    pytest.param(case, id=name, marks=[AFRESH_BUG] if name in UNREADABLE else [])
+    pytest.param(case, id=name)
     for name, case in CASES.items()
 ] + [
     pytest.param(
         Garbage("values", "reset_lockout", '{"failures": 9, "locked_until": "2999-01-01T00:00:00"}', PASSES),
         id="lockout-naive-time",
-        marks=LOCKOUT_BUG,
     )
 ]
 
@@ -192,7 +182,6 @@ class MovingPortfolio(FlatPortfolio):
         return self.value
 
 
-@AFRESH_BUG
 def test_keyed_reset_starts_an_unreadable_store_afresh(volatile_server: Server, desk: Desk) -> None:
     """Promise 4: a whole store unreadable (a key of ours that is not a hash) engages the kill switch
     provisionally, and a keyed reset starts the store afresh. One process, monitoring as usual: its

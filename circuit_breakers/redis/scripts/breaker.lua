@@ -13,15 +13,44 @@ local NAMES = {'state', 'generation', 'opened_at', 'open_for', 'consecutive_trip
                'in_flight', 'successes', 'trial_started', 'trips', 'recovered_at'}
 local s = {}
 local stored = redis.call('HMGET', K, unpack(NAMES))
-s.state = stored[1] or 'closed'
-for i = 2, #NAMES do s[NAMES[i]] = tonumber(stored[i]) or 0 end
 local dirty, events = false, {}
+
+-- A stored number, or nil for garbage: missing, not a number, NaN, infinite, negative or absurd.
+local function valid(x)
+  local n = tonumber(x)
+  if n == nil or n ~= n or n < 0 or n > 4e18 then return nil end
+  return n
+end
+
+s.state = stored[1] or 'closed'
+for i = 2, #NAMES do s[NAMES[i]] = valid(stored[i]) end
+-- Garbage never opens anything: an unknown state is OPEN from now; an OPEN or HALF_OPEN state with
+-- unreadable timing starts its timeout again now; unreadable counts are zero, except the trial
+-- permits in flight, which are all taken (no trial until the half-open timeout re-opens it).
+local garbage = false
+if s.state ~= 'closed' and s.state ~= 'open' and s.state ~= 'half_open' then
+  s.state, s.opened_at, s.open_for, s.forced, garbage = 'open', now, nil, 0, true
+end
+if s.generation == nil then s.generation, garbage = now, true end
+if s.state == 'open' and (s.opened_at == nil or s.opened_at > now) then s.opened_at, garbage = now, true end
+if s.state == 'half_open' and s.trial_started ~= nil and s.trial_started > now then s.trial_started, garbage = now, true end
+for _, name in ipairs({'consecutive_trips', 'forced', 'successes', 'trips', 'recovered_at', 'trial_started'}) do
+  if s[name] == nil then s[name] = 0 end
+end
+if s.opened_at == nil then s.opened_at = 0 end
+if s.in_flight == nil then s.in_flight, garbage = HALF_OPEN_MAX, true end
+if garbage then dirty = true end
 
 local function num(x) return string.format('%.17g', x) end
 
 local function backoff(k)
   if not EXPONENTIAL then return OPEN end
   return math.min(OPEN * MULTIPLIER ^ (k - 1), MAX_OPEN)
+end
+
+if s.open_for == nil then  -- unreadable: an open breaker stays open for its full timeout from now
+  s.open_for = 0
+  if s.state == 'open' then s.open_for, s.opened_at, dirty = backoff(math.max(s.consecutive_trips, 1)), now, true end
 end
 
 local function enter(state, forced)
@@ -62,17 +91,17 @@ end
 local function window_read()
   local flat = redis.call('HGETALL', W)
   local w = {}
-  for i = 1, #flat, 2 do w[flat[i]] = tonumber(flat[i + 1]) end
-  local index = math.floor(now / WIDTH)
-  if w.head and w.head > index then index = w.head end  -- a server clock stepped back: newest bucket
-  return w, index
+  for i = 1, #flat, 2 do w[flat[i]] = valid(flat[i + 1]) end
+  -- Namespace time never goes backwards, so the newest bucket is now's; a stored "head" ahead of it
+  -- is garbage and is ignored (a bucket held for another index is reused from zero).
+  return w, math.floor(now / WIDTH)
 end
 
 local function window_add(failed)
   local w, index = window_read()
   local slot = index % BUCKETS
   local i, c, f = 'i' .. slot, 'c' .. slot, 'f' .. slot
-  if w[i] ~= index then w[c], w[f] = 0, 0 end
+  if w[i] ~= index or w[c] == nil or w[f] == nil then w[c], w[f] = 0, 0 end
   w[i], w.head, w[c] = index, index, w[c] + 1
   if failed then w[f] = w[f] + 1 end
   redis.call('HSET', W, 'head', num(index), i, num(index), c, num(w[c]), f, num(w[f]))

@@ -14,12 +14,19 @@ local function namespace_time()
   end
   local est, tol = tonumber(ARGV[1]) or -1, tonumber(ARGV[2]) or 0
   local held = redis.call('HMGET', KEYS[1], 'offset', 'last')
-  local offset, last = tonumber(held[1]) or 0, tonumber(held[2]) or 0
+  local function finite(x)  -- a stored number, or 0 for garbage (not a number, NaN, infinite, absurd)
+    local n = tonumber(x)
+    if n == nil or n ~= n or n > 4e18 or n < -4e18 then return 0 end
+    return n
+  end
+  local offset, last = finite(held[1]), finite(held[2])
   local now, stepped = raw - offset, 0
   if est >= 0 and math.abs(now - est) > tol then
     offset, now, stepped = raw - est, est, 1
   end
-  if now < last then now = last end
+  -- A stored "last" ahead of what this caller can vouch for is not taken up (garbage, or another
+  -- caller's step): time still never goes backwards for this caller, whose estimate bounds it.
+  if now < last and (est < 0 or last <= est + tol) then now = last end
   redis.call('HSET', KEYS[1], 'offset', string.format('%d', offset), 'last', string.format('%d', now))
   return now, stepped
 end
