@@ -61,6 +61,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error exits 64 (EX_USAGE), never 2: 2 means "halted" to ``status``."""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):  # they are not echoed: one may be a pasted key
+            message = "unrecognized arguments (not shown; the reset key is never read from the arguments)"
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -79,7 +81,8 @@ def parser(prog: str = "circuit-breakers") -> argparse.ArgumentParser:
 
     top = _Parser(prog=prog, description="Operate trading circuit breakers from outside the trading processes.")
     top.add_argument("--version", action="version", version=f"circuit_breakers {__version__}")
-    commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    shown = "{status,kill,reset,audit,watch,serve,replay,sweep,demo}"
+    commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar=shown)
     status = commands.add_parser("status", help="the desk's state; exit 0 active, 1 reducing, 2 halted, 3 unreadable")
     _state_arguments(status)
     status.add_argument("--json", action="store_true", help="print the status document as JSON")
@@ -253,9 +256,10 @@ def _reset(args: argparse.Namespace) -> int:
         raise Failed(EXIT_STATE, str(exc)) from None
     finally:
         desk.close()
-    if not accepted:
+    if accepted is False:
         raise Failed(EXIT_WRONG_KEY, "wrong key (counted toward the lockout)")
-    print(f"kill switch released in {desk.store.describe()}")
+    done = "released" if accepted else "not engaged: nothing to release"
+    print(f"kill switch {done} in {desk.store.describe()}")
     return EXIT_OK
 
 

@@ -126,7 +126,7 @@ class DeskState:
         self._clock = SYSTEM_CLOCK if clock is None else clock
         self.audit = AuditLog(audit_target(store), clock=self._clock)
         events = Events(Callbacks("ops trip"), Callbacks("ops recovery"), KillHandlers(), lambda *args: None)
-        self._core = SafetyCore(store, self.audit, self._clock, self.config, events)
+        self._core = SafetyCore(store, self.audit, self._clock, self.config, events, trading=False)
         self._guard = ResetGuard(
             None,
             clock=self._clock,
@@ -321,13 +321,13 @@ class DeskState:
             fault = self._core.fault("state")
             raise StateStoreError(f"the kill switch could not be written to {self.store.describe()}: {fault}")
 
-    def reset(self, secret: Union[str, bytes], actor: Optional[str]) -> bool:
-        """Release the kill switch for every process with the key stored with the state; True if right.
+    def reset(self, secret: Union[str, bytes], actor: Optional[str]) -> Optional[bool]:
+        """Release the kill switch for every process with the key stored with the state.
 
-        False for a wrong key (counted toward the shared lockout, audited); KillSwitchError when no
-        key is stored or resets are locked out; StateStoreError when the store cannot be read or
-        the release written. Blocks for one scrypt hash. A right key while nothing is engaged
-        changes nothing.
+        True if it was released; None for the right key while nothing is engaged (nothing changes);
+        False for a wrong key (counted toward the shared lockout, audited). Raises KillSwitchError
+        when no key is stored or resets are locked out, StateStoreError when the store cannot be
+        read or the release written. Blocks for one scrypt hash.
         """
         data = secret_bytes(secret)
         pending: Pending = []
@@ -344,9 +344,10 @@ class DeskState:
             self._refused("wrong key", actor)
             return False
         with self._core.lock:
-            self._core.release_kill_switch(actor, pending, by="key (ops)")
+            self._core.repair(pending)
+            released = self._core.release_kill_switch(actor, pending, by="key (ops)")
         fire(pending)
-        return True
+        return True if released else None
 
     def _refused(self, why: str, actor: Optional[str]) -> None:
         pending: Pending = []

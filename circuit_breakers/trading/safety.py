@@ -104,9 +104,17 @@ class SafetyCore:
     """Latches, faults and durable values of one trading desk in one process, kept in a store."""
 
     def __init__(
-        self, store: Store, audit: AuditLog, clock: Clock, config: TradingBreakerConfig, events: Events
+        self,
+        store: Store,
+        audit: AuditLog,
+        clock: Clock,
+        config: TradingBreakerConfig,
+        events: Events,
+        *,
+        trading: bool = True,
     ) -> None:
         self.store = store
+        self._trading = trading  # a trading process (it audits the engages it hears of), not an ops tool
         self.audit = audit
         self._clock = clock
         self._config = config
@@ -611,7 +619,8 @@ class SafetyCore:
     def _events_from_store(self, latch: Latch, pending: Pending) -> None:
         if latch.name == KILL_SWITCH:
             logger.warning("kill switch engaged (from %s): %s", self.store.describe(), latch.reason)
-            self._audit("kill_switch_heard", latch.reason, latch.actor, pending)  # this process halted too
+            if self._trading:
+                self._audit("kill_switch_heard", latch.reason, latch.actor, pending)  # this process halted too
 
     def _garbage_latch(self, name: str, text: str, problem: str, pending: Pending) -> None:
         """An unreadable latch record: hold the latch (the day's halt, or the kill switch) and overwrite it."""
