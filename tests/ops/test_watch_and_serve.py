@@ -14,7 +14,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
@@ -37,12 +37,12 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 
 
 @pytest.fixture
-def halted_desk(tmp_path: Path) -> Iterator[Path]:
+def halted_desk(tmp_path: Path) -> Path:
     path = tmp_path / "desk.db"
     desk = TradingCircuitBreakers(FlatPortfolio(), TradingBreakerConfig(), reset_key=KEY, state_path=path)
     desk.engage_kill_switch("risk desk: flatten everything", actor="alice")
     desk.close()
-    yield path
+    return path
 
 
 def tmux() -> str:
