@@ -8,7 +8,8 @@ import logging as _logging
 import typing as _typing
 
 from circuit_breakers.backoff import Backoff, ExponentialBackoff, FixedBackoff
-from circuit_breakers.breaker import BreakerMetrics, CircuitBreaker
+from circuit_breakers.breaker import CircuitBreaker
+from circuit_breakers.breaker_base import Breaker, BreakerMetrics
 from circuit_breakers.clock import Clock, ManualClock, SystemClock
 from circuit_breakers.config import CircuitBreakerConfig
 from circuit_breakers.decorators import circuit_breaker, rate_limited
@@ -80,6 +81,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Backoff",
+    "Breaker",
     "BreakerMetrics",
     "CircuitBreaker",
     "CircuitBreakerConfig",

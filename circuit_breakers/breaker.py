@@ -17,24 +17,27 @@ ends, its permits end with it, so no permit can be lost.
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
-import types
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import datetime
 from time import monotonic as _monotonic  # a module global, so that freezegun patches it
-from types import TracebackType
-from typing import Any, Callable, Dict, Generic, List, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Optional, TypeVar
 
-from typing_extensions import ParamSpec, Self
+from typing_extensions import ParamSpec
 
-from circuit_breakers.backoff import backoff_from_config
+from circuit_breakers.backoff import Backoff
+from circuit_breakers.breaker_base import (
+    NOT_RUN,
+    UNRUN,
+    Breaker,
+    BreakerMetrics,
+    describe_error,
+    ensure_sync,
+    refuse_unrun,
+)
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
-from circuit_breakers.config import CircuitBreakerConfig, compile_matchers
-from circuit_breakers.errors import CircuitOpenException, ConfigError, ConfigTypeError
-from circuit_breakers.events import Callbacks, Pending, fire
-from circuit_breakers.outage import REFUSALS
+from circuit_breakers.config import CircuitBreakerConfig
+from circuit_breakers.errors import CircuitOpenException, ConfigTypeError
+from circuit_breakers.events import Pending, fire
 from circuit_breakers.types import CircuitState, CircuitType
 from circuit_breakers.window import BucketedWindow, Tally
 from circuit_breakers.wrapped import Protected
@@ -49,20 +52,6 @@ T = TypeVar("T")
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
-
-
-@dataclass(frozen=True)
-class BreakerMetrics:
-    """A snapshot of a breaker's counters. ``total_requests`` counts every finished or rejected call."""
-
-    total_requests: int
-    successful_requests: int
-    failed_requests: int
-    rejected_requests: int
-    ignored_requests: int
-    circuit_trips: int
-    last_failure_time: Optional[datetime]
-    last_recovery_time: Optional[datetime]
 
 
 class _Period:
@@ -80,136 +69,7 @@ class _Period:
         self.trial_started: Optional[float] = None  # HALF_OPEN: when the first trial was admitted
 
 
-_UNRUN = (types.CoroutineType, types.AsyncGeneratorType)
-
-
-class _NotRun(BaseException):
-    """The outcome of a call whose body never ran: neither a success nor a failure."""
-
-
-_NOT_RUN = _NotRun()
-
-
-def _refuse_unrun(func: object, result: Any) -> ConfigTypeError:
-    """Close what an async function returned (its body never runs) and say why it is refused."""
-    if isinstance(result, types.CoroutineType):
-        result.close()
-    return ConfigTypeError(f"{func!r} is async; circuit_breakers protects blocking calls only")
-
-
-def ensure_sync(func: Callable[..., Any]) -> None:
-    """Raise ConfigTypeError if ``func`` is not callable, or would return a coroutine or generator."""
-    if not callable(func):
-        raise ConfigTypeError(f"a protected function must be callable, got {func!r}")
-    if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
-        raise ConfigTypeError(f"{func!r} is async; circuit_breakers protects blocking calls only")
-    if inspect.isgeneratorfunction(func):
-        raise ConfigTypeError(f"{func!r} is a generator function; its body would run outside the breaker")
-
-
-class BreakerFront(ABC, Generic[T]):
-    """What every breaker offers on top of its own admission and outcome rules: ``with breaker:``,
-    callback registration and the state tests. ``T`` is the breaker's admission tag.
-
-    A subclass sets the attributes in :meth:`_init_front` and implements ``_admit_or_raise``,
-    ``_succeeded``, ``_raised`` and the ``state`` property.
-    """
-
-    _on_trip: Callbacks[[str, CircuitType]]
-    _on_recovery: Callbacks[[str, CircuitType]]
-    _on_state_change: Callbacks[[str, CircuitState, CircuitState]]
-    _entries: threading.local
-
-    def _init_front(self) -> None:
-        self._on_trip = Callbacks("trip")
-        self._on_recovery = Callbacks("recovery")
-        self._on_state_change = Callbacks("state change")
-        self._entries = threading.local()  # per-thread stack of `with` admissions
-
-    @abstractmethod
-    def _admit_or_raise(self) -> T:
-        """Admit one call and return its tag; raise CircuitOpenException (counted) if rejected."""
-
-    @abstractmethod
-    def _succeeded(self, ticket: T) -> None:
-        """Record the success of the call admitted with ``ticket``."""
-
-    @abstractmethod
-    def _raised(self, ticket: T, exc: BaseException) -> None:
-        """Record an exception that left the call admitted with ``ticket``."""
-
-    @property
-    @abstractmethod
-    def state(self) -> CircuitState:
-        """The current state."""
-
-    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``func(*args, **kwargs)`` through the breaker and return its result.
-
-        Blocks for as long as ``func`` does (a shared breaker adds its store's round trips). Raises
-        CircuitOpenException without calling ``func`` while the breaker rejects calls; otherwise
-        re-raises whatever ``func`` raised. Raises ConfigTypeError, counting nothing, if ``func`` is
-        not callable.
-        """
-        if not callable(func):
-            raise ConfigTypeError(f"a protected function must be callable, got {func!r}")
-        ticket = self._admit_or_raise()
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            self._raised(ticket, exc)
-            raise
-        if isinstance(result, _UNRUN):  # an async function: its body has not run, so nothing happened yet
-            self._raised(ticket, _NOT_RUN)  # not an Exception: counted as neither, a half-open permit given back
-            raise _refuse_unrun(func, result)
-        self._succeeded(ticket)
-        return result
-
-    def __enter__(self) -> Self:
-        """Admit the block as one protected call; raises CircuitOpenException while rejecting."""
-        ticket = self._admit_or_raise()
-        try:
-            stack: List[T] = self._entries.stack
-        except AttributeError:
-            stack = self._entries.stack = []
-        stack.append(ticket)
-        return self
-
-    def __exit__(
-        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
-    ) -> None:
-        ticket = self._entries.stack.pop()
-        if exc is None:
-            self._succeeded(ticket)
-        else:
-            self._raised(ticket, exc)
-
-    def register_trip_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
-        """Call ``callback(name, circuit_type)`` each time the breaker opens."""
-        self._on_trip.add(callback)
-
-    def register_recovery_callback(self, callback: Callable[[str, CircuitType], object]) -> None:
-        """Call ``callback(name, circuit_type)`` each time the breaker closes after being open."""
-        self._on_recovery.add(callback)
-
-    def register_state_change_callback(self, callback: Callable[[str, CircuitState, CircuitState], object]) -> None:
-        """Call ``callback(name, old_state, new_state)`` on every state change."""
-        self._on_state_change.add(callback)
-
-    @property
-    def is_open(self) -> bool:
-        return self.state is _OPEN
-
-    @property
-    def is_closed(self) -> bool:
-        return self.state is _CLOSED
-
-    @property
-    def is_half_open(self) -> bool:
-        return self.state is _HALF_OPEN
-
-
-class CircuitBreaker(BreakerFront["_Period"]):
+class CircuitBreaker(Breaker["_Period"]):
     """A thread-safe CLOSED / OPEN / HALF_OPEN breaker around any blocking call.
 
     >>> breaker = CircuitBreaker("broker_api", CircuitType.CONNECTION_FAILURE)
@@ -228,31 +88,16 @@ class CircuitBreaker(BreakerFront["_Period"]):
         config: Optional[CircuitBreakerConfig] = None,
         *,
         clock: Optional[Clock] = None,
+        backoff: Optional[Backoff] = None,
     ) -> None:
-        if not isinstance(name, str):
-            raise ConfigTypeError(f"breaker name must be a str, got {name!r}")
-        if not name.strip():
-            raise ConfigError(f"breaker name must be a non-empty str, got {name!r}")
-        if not isinstance(circuit_type, CircuitType):
-            raise ConfigTypeError(f"circuit_type must be a CircuitType, got {circuit_type!r}")
-        if config is None:
-            config = CircuitBreakerConfig()
-        elif not isinstance(config, CircuitBreakerConfig):
-            raise ConfigTypeError(f"config must be a CircuitBreakerConfig, got {config!r}")
+        super().__init__(name, circuit_type, config, backoff=backoff)
         if clock is None:
             clock = SYSTEM_CLOCK
         elif not isinstance(clock, Clock):
             raise ConfigTypeError(f"clock must have monotonic() and now(), got {clock!r}")
-        self.name = name
-        self.circuit_type = circuit_type
-        self.config = config
         self._clock = clock
         self._mono = clock.monotonic
-        self._backoff = backoff_from_config(config)
-        # The library's own refusals are never failures, whatever failure_exceptions says.
-        self._is_excluded = compile_matchers((*REFUSALS, *config.excluded_exceptions), on_error=False)
-        self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
-        self._init_front()
+        config = self.config
         # _lock guards every attribute below; reading the single reference _period needs no lock.
         self._lock = threading.Lock()
         self._window = BucketedWindow(config.failure_window_seconds)
@@ -405,12 +250,38 @@ class CircuitBreaker(BreakerFront["_Period"]):
 
     def _raised(self, ticket: _Period, exc: BaseException) -> None:
         """Record an exception that left a protected call: failure, or neither (see the config)."""
-        if isinstance(exc, Exception) and not self._is_excluded(exc) and self._is_failure(exc):
+        if self._counts_as_failure(exc):
             self._failed(ticket, exc)
         else:
             self._ignored_outcome(ticket)
 
     # --- call styles --------------------------------------------------------------------------
+
+    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``func(*args, **kwargs)`` through the breaker and return its result (see Breaker.call).
+
+        The same lock-free paths as the decorator's, inlined for the same reason (they are the hot
+        paths): a call admitted while CLOSED, a rejection while OPEN before its timeout. Every other
+        case (a half-open trial, a timeout that just ran out) takes the general path, with the lock.
+        """
+        ticket = self._period
+        if ticket.state is _OPEN:
+            left = None if ticket.forced else ticket.started + ticket.open_for - self._mono()
+            if left is None or left > 0:
+                self._rejections.add()
+                raise CircuitOpenException(self.name, self.circuit_type, _OPEN, left)
+        if ticket.state is not _CLOSED or not callable(func):
+            return Breaker.call(self, func, *args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._raised(ticket, exc)
+            raise
+        if isinstance(result, UNRUN):  # an async function: its body has not run
+            self._raised(ticket, NOT_RUN)
+            raise refuse_unrun(func, result)
+        self._succeeded(ticket)
+        return result
 
     def __call__(self, func: Callable[P, R]) -> Protected[P, R]:
         """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
@@ -430,7 +301,7 @@ class CircuitBreaker(BreakerFront["_Period"]):
                     if left is None or left > 0:
                         breaker._rejections.add()
                         raise CircuitOpenException(name, circuit_type, _OPEN, left)
-                return breaker.call(func, *args, **kwargs)  # a half-open trial: the general path
+                return Breaker.call(breaker, func, *args, **kwargs)  # a half-open trial: the general path
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
@@ -560,46 +431,20 @@ class CircuitBreaker(BreakerFront["_Period"]):
             self._refresh(now, pending)
             period = self._period
             calls, failures = self._window.totals(now)
-            metrics = self._metrics()
-            status: Dict[str, Any] = {
-                "name": self.name,
-                "type": self.circuit_type.value,
-                "state": period.state.value,
-                "forced_open": period.forced,
-                "failures_in_window": failures,
-                "calls_in_window": calls,
-                "failure_rate": failures / calls if calls else 0.0,
-                "consecutive_trips": self._consecutive_trips,
-                "current_open_timeout": self._backoff(max(self._consecutive_trips, 1)),
-                "seconds_until_retry": self._retry_after(period, now),
-                "half_open_in_flight": period.in_flight,
-                "total_requests": metrics.total_requests,
-                "successful_requests": metrics.successful_requests,
-                "failed_requests": metrics.failed_requests,
-                "rejected_requests": metrics.rejected_requests,
-                "ignored_requests": metrics.ignored_requests,
-                "circuit_trips": metrics.circuit_trips,
-                "last_failure_time": iso_time(metrics.last_failure_time),
-                "last_failure_message": self._last_failure_message,
-                "last_recovery_time": iso_time(metrics.last_recovery_time),
-                "opened_at": iso_time(self._opened_at) if period.state is not _CLOSED else None,
-            }
+            status = self._status(
+                state=period.state,
+                forced_open=period.forced,
+                failures_in_window=failures,
+                calls_in_window=calls,
+                consecutive_trips=self._consecutive_trips,
+                seconds_until_retry=self._retry_after(period, now),
+                half_open_in_flight=period.in_flight,
+                metrics=self._metrics(),
+                last_failure_message=self._last_failure_message,
+                opened_at=self._opened_at,
+            )
         fire(pending)
         return status
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.circuit_type.value} {self._period.state.value}>"
-
-
-def iso_time(moment: Optional[datetime]) -> Optional[str]:
-    """``moment`` in ISO 8601, or None."""
-    return None if moment is None else moment.isoformat()
-
-
-def describe_error(error: object) -> Optional[str]:
-    """What a reported failure says: ``Type: message`` for an exception, the text otherwise."""
-    if error is None:
-        return None
-    if isinstance(error, BaseException):
-        return f"{type(error).__name__}: {error}"
-    return str(error)

@@ -7,7 +7,8 @@ from typing import Any, Callable, List, Optional, TypeVar, Union
 
 from typing_extensions import ParamSpec
 
-from circuit_breakers.breaker import CircuitBreaker, ensure_sync
+from circuit_breakers.breaker import CircuitBreaker
+from circuit_breakers.breaker_base import ensure_sync
 from circuit_breakers.clock import Clock
 from circuit_breakers.config import CircuitBreakerConfig, check_bool, check_int, check_number
 from circuit_breakers.errors import ConfigError, ConfigTypeError

@@ -50,13 +50,12 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union, cast
 import redis
 from typing_extensions import ParamSpec
 
-from circuit_breakers.backoff import backoff_from_config
-from circuit_breakers.breaker import BreakerFront, BreakerMetrics, CircuitBreaker, describe_error, ensure_sync, iso_time
+from circuit_breakers.backoff import Backoff
+from circuit_breakers.breaker_base import Breaker, BreakerMetrics, describe_error, ensure_sync
 from circuit_breakers.clock import SYSTEM_CLOCK
-from circuit_breakers.config import CircuitBreakerConfig, check_number, compile_matchers
+from circuit_breakers.config import CircuitBreakerConfig, check_number
 from circuit_breakers.errors import CircuitOpenException, ConfigTypeError, StateStoreError
 from circuit_breakers.events import Pending, fire
-from circuit_breakers.outage import REFUSALS
 from circuit_breakers.redis.client import script_source, text
 from circuit_breakers.redis.store import RedisStore
 from circuit_breakers.types import CircuitState, CircuitType
@@ -159,7 +158,11 @@ def _micros(seconds: float) -> str:
     return repr(min(seconds * 1e6, 1e300))
 
 
-class RedisCircuitBreaker(BreakerFront[_Ticket]):
+_BACKOFF_STEPS = 32
+"""Open timeouts sent to the scripts: for 1 to this many trips in a row (more reuse the last)."""
+
+
+class RedisCircuitBreaker(Breaker[_Ticket]):
     """A CLOSED / OPEN / HALF_OPEN breaker shared through Redis by every process using its name.
 
     Same calling styles, rules, callbacks and status as :class:`~circuit_breakers.CircuitBreaker`
@@ -176,28 +179,27 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
         *,
         store: RedisStore,
         timeout: float = 0.5,
+        backoff: Optional[Backoff] = None,
     ) -> None:
-        CircuitBreaker(name, circuit_type, config)  # the same checks and messages as the in-process breaker
+        super().__init__(name, circuit_type, config, backoff=backoff)
         if not isinstance(store, RedisStore):
             raise ConfigTypeError(f"store must be a RedisStore, got {store!r}")
-        self.name = name
-        self.circuit_type = circuit_type
-        self.config = config = config if config is not None else CircuitBreakerConfig()
+        config = self.config
         self.namespace = store.namespace
         self.timeout = check_number("timeout", timeout, maximum=3600.0)
         self.store = store.describe()
         self._clock = store.clock
         self._keys = (store.clock_key, store.key(f"cb:{name}"), store.key(f"cb:{name}:window"))
+        # The open-timeout policy runs here, in Python: the scripts get its answers for the first
+        # trips in a row (the last one holds for every trip after it), so one policy serves both.
+        timeouts = ",".join(_micros(self._backoff(trip)) for trip in range(1, _BACKOFF_STEPS + 1))
         self._config_args = [
             str(config.failure_threshold),
             repr(config.failure_rate_threshold),
             str(config.success_threshold),
             _micros(config.failure_window_seconds),
-            _micros(config.open_timeout_seconds),
+            timeouts,
             _micros(config.half_open_timeout_seconds),
-            "1" if config.exponential_backoff else "0",
-            _micros(config.backoff_cap),
-            repr(config.backoff_multiplier),
             str(config.minimum_calls),
             str(config.half_open_max_calls),
         ]
@@ -207,11 +209,6 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
         self._record_script = script(script_source("clock", "breaker", "breaker_record"))
         self._force_script = script(script_source("clock", "breaker", "breaker_force"))
         self._status_script = script(script_source("clock", "breaker", "breaker_status"))
-        self._backoff = backoff_from_config(config)
-        # The library's own refusals are never failures, whatever failure_exceptions says.
-        self._is_excluded = compile_matchers((*REFUSALS, *config.excluded_exceptions), on_error=False)
-        self._is_failure = compile_matchers(config.failure_exceptions, on_error=True)
-        self._init_front()
         # _lock guards every attribute below (local counters, the last shared values seen, store health).
         self._lock = threading.Lock()
         self._zero_counters()
@@ -325,7 +322,7 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
 
     def _raised(self, ticket: _Ticket, exc: BaseException) -> None:
         """Record an exception that left a protected call: failure, or neither (see the config)."""
-        if isinstance(exc, Exception) and not self._is_excluded(exc) and self._is_failure(exc):
+        if self._counts_as_failure(exc):
             self._failed(ticket, exc)
             return
         with self._lock:
@@ -447,46 +444,20 @@ class RedisCircuitBreaker(BreakerFront[_Ticket]):
         metrics = self._metrics(reply)
         with self._lock:
             message, error = self._last_failure_message, self._store_error
-        status: Dict[str, Any] = {
-            "name": self.name,
-            "type": self.circuit_type.value,
-            "state": _OPEN.value,
-            "forced_open": False,
-            "failures_in_window": None,
-            "calls_in_window": None,
-            "failure_rate": None,
-            "consecutive_trips": None,
-            "current_open_timeout": None,
-            "seconds_until_retry": None,
-            "half_open_in_flight": None,
-            "total_requests": metrics.total_requests,
-            "successful_requests": metrics.successful_requests,
-            "failed_requests": metrics.failed_requests,
-            "rejected_requests": metrics.rejected_requests,
-            "ignored_requests": metrics.ignored_requests,
-            "circuit_trips": metrics.circuit_trips,
-            "last_failure_time": iso_time(metrics.last_failure_time),
-            "last_failure_message": message,
-            "last_recovery_time": iso_time(metrics.last_recovery_time),
-            "opened_at": None,
-            "store": self.store,
-            "store_error": error,
-        }
-        if reply is not None:
-            calls, failures = reply.extra
-            status.update(
-                state=reply.state.value,
-                forced_open=reply.forced,
-                failures_in_window=failures,
-                calls_in_window=calls,
-                failure_rate=failures / calls if calls else 0.0,
-                consecutive_trips=reply.consecutive_trips,
-                current_open_timeout=self._backoff(max(reply.consecutive_trips, 1)),
-                seconds_until_retry=reply.retry_after,
-                half_open_in_flight=reply.in_flight,
-                opened_at=iso_time(reply.opened_at) if reply.state is not CircuitState.CLOSED else None,
-                store_error=None,
-            )
+        calls, failures = reply.extra if reply is not None else (None, None)
+        status = self._status(
+            state=None if reply is None else reply.state,
+            forced_open=False if reply is None else reply.forced,
+            failures_in_window=failures,
+            calls_in_window=calls,
+            consecutive_trips=None if reply is None else reply.consecutive_trips,
+            seconds_until_retry=None if reply is None else reply.retry_after,
+            half_open_in_flight=None if reply is None else reply.in_flight,
+            metrics=metrics,
+            last_failure_message=message,
+            opened_at=None if reply is None else reply.opened_at,
+        )
+        status.update(store=self.store, store_error=None if reply is not None else error)
         return status
 
     def __repr__(self) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Un
 
 from typing_extensions import ParamSpec, Self
 
-from circuit_breakers.breaker import ensure_sync
+from circuit_breakers.breaker_base import ensure_sync
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
 from circuit_breakers.config import CircuitBreakerConfig, check_number
 from circuit_breakers.errors import ConfigError, ConfigTypeError, KillSwitchError, StateStoreError, UnknownBreakerError

@@ -6,7 +6,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Type, Union
 
-from circuit_breakers.breaker import describe_error
+from circuit_breakers.breaker_base import describe_error
 from circuit_breakers.errors import ConfigTypeError, OrderRejected, TradingHalted
 from circuit_breakers.outage import SendOutcome, send_outcome
 from circuit_breakers.trading.orders import Order, OrderDecision, RejectReason

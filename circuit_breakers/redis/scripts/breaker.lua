@@ -1,12 +1,16 @@
 -- The breaker's state and rules (after clock.lua); the spec is circuit_breakers/breaker.py.
--- KEY[1]: the state hash, KEY[2]: the failure window hash. ARGS[1..11]: the config (times in
--- microseconds); ARGS[12..]: the action's own arguments. Each action script follows this one.
+-- KEY[1]: the state hash, KEY[2]: the failure window hash. ARGS[1..8]: the config (times in
+-- microseconds; ARGS[5] the open timeouts of trips 1, 2, ... in a row, comma-separated, from the
+-- breaker's Backoff policy); ARGS[9..] are the action's own, as ACT[1..]. Each action follows this.
 local K, W = KEY[1], KEY[2]
 local now = NOW
 local FAILURES, RATE, SUCCESSES = tonumber(ARGS[1]), tonumber(ARGS[2]), tonumber(ARGS[3])
-local WINDOW, OPEN, HALF_OPEN_TIMEOUT = tonumber(ARGS[4]), tonumber(ARGS[5]), tonumber(ARGS[6])
-local EXPONENTIAL, MAX_OPEN, MULTIPLIER = ARGS[7] == '1', tonumber(ARGS[8]), tonumber(ARGS[9])
-local MINIMUM_CALLS, HALF_OPEN_MAX = tonumber(ARGS[10]), tonumber(ARGS[11])
+local WINDOW, HALF_OPEN_TIMEOUT = tonumber(ARGS[4]), tonumber(ARGS[6])
+local MINIMUM_CALLS, HALF_OPEN_MAX = tonumber(ARGS[7]), tonumber(ARGS[8])
+local TIMEOUTS = {}
+for timeout in string.gmatch(ARGS[5], '[^,]+') do TIMEOUTS[#TIMEOUTS + 1] = tonumber(timeout) end
+local ACT = {}
+for i = 9, #ARGS do ACT[i - 8] = ARGS[i] end
 local BUCKETS = 60
 local WIDTH = WINDOW / BUCKETS
 local NAMES = {'state', 'generation', 'opened_at', 'open_for', 'consecutive_trips', 'forced',
@@ -43,9 +47,8 @@ if garbage then dirty = true end
 
 local function num(x) return string.format('%.17g', x) end
 
-local function backoff(k)
-  if not EXPONENTIAL then return OPEN end
-  return math.min(OPEN * MULTIPLIER ^ (k - 1), MAX_OPEN)
+local function backoff(k)  -- the open timeout of the k-th trip in a row
+  return TIMEOUTS[math.min(math.max(k, 1), #TIMEOUTS)]
 end
 
 if s.open_for == nil then  -- unreadable: an open breaker stays open for its full timeout from now

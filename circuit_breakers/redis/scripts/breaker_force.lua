@@ -1,5 +1,5 @@
--- ARGS[12]: 'open' (forced), 'close' or 'reset'. No refresh first, as in breaker.py's _move.
-local action = ARGS[12]
+-- ACT[1]: 'open' (forced), 'close' or 'reset'. No refresh first, as in breaker.py's _move.
+local action = ACT[1]
 if action == 'open' then
   if s.state ~= 'open' or s.forced ~= 1 then enter('open', true) end
 elseif action == 'close' or action == 'reset' then

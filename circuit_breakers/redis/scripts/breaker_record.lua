@@ -1,7 +1,7 @@
--- Record an outcome. ARGS[12]: the ticket's generation ('' = untagged: the current one),
--- ARGS[13]: its state, ARGS[14]: 'success', 'failure' or 'ignored'.
-local generation, state, outcome = s.generation, s.state, ARGS[14]
-if ARGS[12] ~= '' then generation, state = tonumber(ARGS[12]), ARGS[13] end
+-- Record an outcome. ACT[1]: the ticket's generation ('' = untagged: the current one),
+-- ACT[2]: its state, ACT[3]: 'success', 'failure' or 'ignored'.
+local generation, state, outcome = s.generation, s.state, ACT[3]
+if ACT[1] ~= '' then generation, state = tonumber(ACT[1]), ACT[2] end
 if outcome == 'success' then
   if state == 'closed' then
     if generation == s.generation then window_add(false) end

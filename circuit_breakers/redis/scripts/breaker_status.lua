@@ -1,6 +1,6 @@
--- Observe the state; ARGS[12] 'full' adds the window totals.
+-- Observe the state; ACT[1] 'full' adds the window totals.
 refresh()
-if ARGS[12] == 'full' then
+if ACT[1] == 'full' then
   local calls, failures = window_totals(window_read())
   return reply({num(calls), num(failures)})
 end
