@@ -10,153 +10,38 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
 from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers
 from circuit_breakers.stores import SqliteStore
 
+from .forking import (
+    WAIT,
+    WATCHDOG,
+    Child,
+    GatedPortfolio,
+    Portfolio,
+    Report,
+    exit_code,
+    fork_while_parked,
+    wait_until,
+)
+
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() exists on POSIX only"),
     # Python 3.12+ warns on fork() in a process with threads: forking with threads is the point here.
     pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning"),
 ]
-
-WATCHDOG = 10  # seconds a child may live; a deadlocked child is killed by SIGALRM
-WAIT = 5.0  # bound on every wait for another thread's or process's effect
-
-Report = Callable[..., None]
-
-
-class Portfolio:
-    """A PortfolioProvider without locks (a lock of the test's own held at the fork would hang the child)."""
-
-    def __init__(self) -> None:
-        self.total_value = Decimal(1000000)
-
-    def get_total_value(self) -> Decimal:
-        return self.total_value
-
-    def get_daily_pnl(self) -> Decimal:
-        return Decimal(0)
-
-    def get_daily_pnl_pct(self) -> Decimal:
-        return Decimal(0)
-
-    def get_max_drawdown(self) -> Decimal:
-        return Decimal(0)
-
-    def get_position_concentration(self, symbol: str) -> Decimal:
-        return Decimal(0)
-
-
-class GatedPortfolio(Portfolio):
-    """In any process but its creator's, each reading waits for a byte on a pipe (or its end)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.owner = os.getpid()
-        self.gate_read, self.gate_write = os.pipe()
-
-    def get_total_value(self) -> Decimal:
-        if os.getpid() != self.owner:
-            os.read(self.gate_read, 1)  # blocks until the child opens the gate (closes the last write end)
-        return self.total_value
-
-
-class Child:
-    """A forked child running ``body(report)`` under the watchdog; ``report(**facts)`` writes a JSON line."""
-
-    def __init__(self, body: Callable[[Report], int]) -> None:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            code = 70
-            try:
-                os.close(read_end)
-                signal.signal(signal.SIGALRM, signal.SIG_DFL)
-                signal.alarm(WATCHDOG)
-
-                def report(**facts: Any) -> None:
-                    os.write(write_end, (json.dumps(facts) + "\n").encode())
-
-                code = body(report)
-            except BaseException:
-                with_trace = traceback.format_exc()[-3000:]
-                os.write(write_end, (json.dumps({"error": with_trace}) + "\n").encode())
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        self.pid = pid
-        self._read_end = read_end
-        self._buffer = b""
-        self._deadline = time.monotonic() + WATCHDOG + 5
-
-    def _read_more(self) -> bool:
-        """Read what the child wrote; False at its end. Bounded by the child's watchdog."""
-        ready, _, _ = select.select([self._read_end], [], [], max(self._deadline - time.monotonic(), 0))
-        assert ready, f"child {self.pid} outlived its watchdog"
-        chunk = os.read(self._read_end, 65536)
-        self._buffer += chunk
-        return bool(chunk)
-
-    def next_report(self) -> Dict[str, Any]:
-        """The child's next report; waits for it."""
-        while b"\n" not in self._buffer:
-            assert self._read_more(), f"child {self.pid} ended without reporting: {self._buffer!r}"
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        report: Dict[str, Any] = json.loads(line)
-        return report
-
-    def finish(self) -> Tuple[int, List[Dict[str, Any]]]:
-        """Wait for the child (bounded by its watchdog); return its wait status and its remaining reports."""
-        try:
-            while self._read_more():
-                pass
-        finally:
-            os.close(self._read_end)
-        _, status = os.waitpid(self.pid, 0)
-        return status, [json.loads(line) for line in self._buffer.decode().splitlines()]
-
-
-def exit_code(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        signal_number = os.WTERMSIG(status)
-        if signal_number == signal.SIGALRM:
-            return "killed by the watchdog: deadlocked"
-        return f"killed by signal {signal_number}"
-    return f"exit {os.WEXITSTATUS(status)}"
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = WAIT) -> bool:
-    """Poll ``condition`` (an effect of another thread) until it holds or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Hand the GIL over every 0.1 ms: a 0.5 ms monitor would otherwise starve the forking thread."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.0001)
-    yield
-    sys.setswitchinterval(before)
 
 
 @pytest.fixture
@@ -170,53 +55,73 @@ def quick_dir(tmp_path: Path) -> Iterator[Path]:
         yield Path(directory)
 
 
-# --- (a) many forks while the monitor polls every 0.5 ms --------------------------------------------------
+# --- (a) many forks while the monitors poll every 0.5 ms --------------------------------------------------
 
-FORKS = 200
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def _engage_in_child(breakers: TradingCircuitBreakers, number: int, report: Report) -> int:
-    breakers.engage_kill_switch(f"child {number}")  # the watchdog kills a child that blocks here
-    report(
-        can_trade=breakers.can_trade(),
-        engaged=breakers.kill_switch_active,
-        reasons=breakers.get_blocking_reasons(),
-        monitors=sum(t.name.startswith("circuit_breakers-monitor") for t in threading.enumerate()),
+def run_storm(kind: str, where: str, forks: int, *, desks: int = 1, stop_at_loss: bool = False) -> List[Dict[str, Any]]:
+    """Run forking.storm in a fresh, small process (see forking.py); its outcomes, checked for what always holds."""
+    options = ["--desks", str(desks)] + (["--stop-at-loss"] if stop_at_loss else [])
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.trading.forking", kind, where, str(forks), *options],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
-    return 0
+    assert run.returncode == 0, run.stderr[-3000:]
+    *outcomes, end = json.loads(run.stdout)
+    assert end == {"stopped": True}
+    for outcome in outcomes:
+        number = outcome["number"]
+        assert outcome["engaged_before"] is False
+        # A child the watchdog killed deadlocked; its threads' stacks are on stderr.
+        assert outcome["status"] == "exit 0", (outcome, run.stderr[-3000:])
+        (child,) = outcome["reports"]
+        assert child["engaged"] is True
+        assert child["can_trade"] is False
+        assert child["reasons"][0] == f"max_drawdown: kill switch engaged: child {number}"
+        assert child["monitors"] == desks, "the child restarts its own monitors"
+    return outcomes
 
 
-@pytest.mark.usefixtures("fast_switching")
-def test_forks_during_monitor_polls_never_deadlock_and_the_child_cannot_trade(quick_dir: Path) -> None:
-    # A short busy timeout: a write the child cannot make fails in 0.05 s instead of 2 s (and shows as `state:`).
-    store = SqliteStore(quick_dir / "desk.db", timeout=0.05)
-    config = TradingBreakerConfig(check_interval_seconds=0.0005, require_manual_reset=False)
-    breakers = TradingCircuitBreakers(Portfolio(), config, store=store)
-    breakers.start_monitoring()
-    landed = 0
-    try:
-        for number in range(FORKS):
-            assert not breakers.kill_switch_active
-            status, reports = Child(lambda report, n=number: _engage_in_child(breakers, n, report)).finish()
+def test_forks_during_monitor_polls_never_deadlock_and_the_child_cannot_trade() -> None:
+    outcomes = run_storm("memory", "-", 200)
+    assert len(outcomes) == 200
+    for outcome in outcomes:
+        assert outcome["reports"][0]["written"] is True
+        assert outcome["parent_reasons"] == []  # the child's memory is its own
 
-            assert status == 0, f"child {number}: {exit_code(status)}; reports {reports}"
-            (child,) = reports
-            assert child["engaged"] is True
-            assert child["can_trade"] is False
-            assert child["reasons"][0] == f"max_drawdown: kill switch engaged: child {number}"
-            assert child["monitors"] == 1, "the child restarts its own monitor"
-            unwritten = [reason for reason in child["reasons"] if reason.startswith("state:")]
-            breakers.check_now()
-            if unwritten:  # failed closed in the child; see test_a_child_forked_mid_read_can_still_write
-                assert not breakers.kill_switch_active, unwritten
-            else:  # written: the parent, sharing the file, adopts it, then releases it cheaply (no key)
-                landed += 1
-                assert breakers.get_blocking_reasons()[0] == f"max_drawdown: kill switch engaged: child {number}"
-                assert breakers.reset_breaker("max_drawdown") is True
-        assert landed > FORKS // 2, f"only {landed} of {FORKS} children's engages reached the file"
-    finally:
-        assert breakers.stop_monitoring(timeout=5)
-        breakers.close()
+
+def test_forks_of_a_redis_desk_never_deadlock_and_the_parent_hears_each_child(redis_server: Any) -> None:
+    namespace = f"fork-storm-{uuid.uuid4().hex[:8]}"
+    outcomes = run_storm("redis", f"{redis_server.url}#{namespace}", 50)
+    assert len(outcomes) == 50
+    for outcome in outcomes:
+        assert outcome["reports"][0]["written"] is True
+        assert outcome["parent_reasons"] == [f"max_drawdown: kill switch engaged: child {outcome['number']}"]
+        assert outcome["released"] is True
+    client = redis_server.client()
+    for key in client.scan_iter(f"{namespace}:*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a child forked while a thread of the parent is inside SQLite deadlocks in SQLite (1 fork in "
+    "~200 here) or can never write the state file (1 in ~10-30): SQLite's per-process lock state comes along",
+)
+def test_forks_of_desks_sharing_a_state_file_never_deadlock_and_every_engage_lands(quick_dir: Path) -> None:
+    # Three desks of one process on one file (each its own SqliteStore): a fork lands inside SQLite more often,
+    # so the first loss comes within a few forks instead of a few dozen.
+    outcomes = run_storm("sqlite", str(quick_dir), 200, desks=3, stop_at_loss=True)
+    for outcome in outcomes:
+        assert outcome["reports"][0]["written"] is True, outcome
+        assert outcome["parent_reasons"] == [f"max_drawdown: kill switch engaged: child {outcome['number']}"]
+    assert len(outcomes) == 200
 
 
 # --- (b) the child reports its monitoring honestly --------------------------------------------------------
@@ -255,7 +160,7 @@ def test_a_forked_child_cannot_trade_until_its_own_monitor_has_polled(tmp_path: 
         return 0
 
     try:
-        run = Child(child)
+        run = fork_while_parked(provider, child)
         os.close(provider.gate_write)  # the parent never reads through the gate
         status, reports = run.finish()
         assert status == 0, f"{exit_code(status)}; reports {reports}"
@@ -331,7 +236,8 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tuple[Any
 def test_the_parents_kill_switch_halts_the_child_and_runs_its_kill_handler(shared: Tuple[Any, float, float]) -> None:
     store, interval, bound = shared
     kills = KillPipe()
-    breakers = TradingCircuitBreakers(Portfolio(), TradingBreakerConfig(check_interval_seconds=interval), store=store)
+    provider = Portfolio()
+    breakers = TradingCircuitBreakers(provider, TradingBreakerConfig(check_interval_seconds=interval), store=store)
     breakers.register_kill_handler(kills)
     breakers.start_monitoring()
     engaged_at_read, engaged_at_write = os.pipe()
@@ -356,7 +262,7 @@ def test_the_parents_kill_switch_halts_the_child_and_runs_its_kill_handler(share
         return 0
 
     try:
-        run = Child(child)
+        run = fork_while_parked(provider, child) if interval < 1 else Child(child)  # a long one: idle
         os.close(engaged_at_read)
         assert run.next_report() == {"ready": True}
         engaged_at = time.monotonic()  # CLOCK_MONOTONIC: one clock for the whole host
