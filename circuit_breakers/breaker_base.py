@@ -159,6 +159,8 @@ class Breaker(ABC, Generic[T]):
         re-raises whatever ``func`` raised. Raises ConfigTypeError, counting nothing, if ``func`` is
         not callable; and ConfigTypeError if it is async (its coroutine is closed unrun, and the
         call counts as neither success nor failure: it was admitted before that could be seen).
+        While the breaker rejects, a call is rejected before its function is looked at: finding an
+        async function there would cost every rejection a few hundred nanoseconds.
         """
         if not callable(func):
             raise ConfigTypeError(f"a protected function must be callable, got {func!r}")

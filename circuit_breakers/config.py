@@ -65,7 +65,10 @@ def check_number(
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise ConfigTypeError(f"{name} must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):  # 10**400, Decimal("sNaN")
+        raise ConfigError(f"{name} must be a finite number, got {value!r}") from None
     if not math.isfinite(number):
         raise ConfigError(f"{name} must be finite, got {value!r}")
     if number < minimum or (number == minimum and not inclusive):

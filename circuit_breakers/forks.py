@@ -86,5 +86,40 @@ def _run_hooks() -> None:
             logger.exception("after-fork hook of %r failed", owner)
 
 
+_held_across: weakref.WeakSet[Any] = weakref.WeakSet()  # objects whose ``_lock`` a fork must not split
+
+
+def hold_across_fork(owner: object) -> None:
+    """Take ``owner._lock`` before every fork and release it after, in parent and child alike.
+
+    For what a forked child cannot repair by renewing a lock: a SQLite connection in use at the
+    fork leaves SQLite's own per-process lock records in the child claiming locks the kernel never
+    gave it (the child's writes then find the database locked for good, or hang). With the lock
+    held, no thread of the library is inside SQLite when the process forks. The fork waits at most
+    as long as one transaction.
+    """
+    _held_across.add(owner)
+
+
+_holding: List[Any] = []  # the owners whose locks the forking thread holds, in the order taken
+
+
+def _before_fork() -> None:
+    _holding[:] = sorted(_held_across, key=id)  # one order, so two forking threads cannot deadlock
+    for owner in _holding:
+        owner._lock.acquire()
+
+
+def _release_held() -> None:
+    for owner in reversed(_holding):
+        owner._lock.release()
+    _holding.clear()
+
+
+def _after_fork_in_child() -> None:
+    _release_held()  # held by this thread, the only one the child has
+    _run_hooks()
+
+
 if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork to survive
-    os.register_at_fork(after_in_child=_run_hooks)
+    os.register_at_fork(before=_before_fork, after_in_parent=_release_held, after_in_child=_after_fork_in_child)

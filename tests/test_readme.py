@@ -68,7 +68,12 @@ def test_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key not in ("MYPYPATH", "PYTHONPATH")}
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), *files],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

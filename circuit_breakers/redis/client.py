@@ -3,6 +3,7 @@ and the Lua scripts (kept in ``scripts/*.lua``, each action prefixed with the na
 
 from __future__ import annotations
 
+import weakref
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 import redis
 
 from circuit_breakers.errors import ConfigError, ConfigTypeError
+from circuit_breakers.forks import on_fork_in_child
+
+_FORK_SAFE: weakref.WeakSet[Any] = weakref.WeakSet()  # clients whose locks a forked child renews
 
 
 def check_client(client: object) -> Any:
@@ -26,7 +30,25 @@ def check_client(client: object) -> Any:
             f"got socket_timeout={options.get('socket_timeout')!r}, "
             f"socket_connect_timeout={options.get('socket_connect_timeout')!r}"
         )
+    if client not in _FORK_SAFE:
+        _FORK_SAFE.add(client)
+        on_fork_in_child(client, renew_client_locks)
     return client
+
+
+def renew_client_locks(client: Any) -> None:
+    """In a forked child, before any thread runs there: free the locks of ``client`` and its pool.
+
+    redis-py replaces a pool's connections in a child by itself, but under the pool's lock; if one
+    of the parent's threads (a listener, a monitor, a worker) held that lock at the fork, the child
+    would wait for it forever. The attributes are redis-py's own (present in 4.x to 7.x); any that
+    is missing is left alone.
+    """
+    pool = getattr(client, "connection_pool", None)
+    for owner, name in ((pool, "_lock"), (pool, "_fork_lock"), (client, "single_connection_lock")):
+        reinit = getattr(getattr(owner, name, None), "_at_fork_reinit", None)
+        if callable(reinit):
+            reinit()
 
 
 def connect(url: str, *, timeout: float = 2.0) -> Any:

@@ -78,9 +78,7 @@ class SweepResult:
         return {
             "param": self.param,
             "note": self.note,
-            "runs": [
-                {"value": _shown(point.value), **point.result.to_dict()["summary"]} for point in self.points
-            ],
+            "runs": [{"value": _shown(point.value), **point.result.to_dict()["summary"]} for point in self.points],
         }
 
 

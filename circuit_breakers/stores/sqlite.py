@@ -35,6 +35,7 @@ from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from circuit_breakers.config import check_number
 from circuit_breakers.errors import ConfigError, ConfigTypeError, CorruptStateError, StateStoreError
+from circuit_breakers.forks import hold_across_fork
 from circuit_breakers.stores.base import Subscription, Tables, check_record, empty_tables
 from circuit_breakers.stores.files import fsync_directory
 
@@ -53,6 +54,10 @@ _ABANDONED: List[sqlite3.Connection] = []
 
 class _Unreadable(Exception):
     """The file at the path is not a readable state file of ours."""
+
+
+class _NotADatabase(Exception):
+    """SQLite found no database in the file at the path."""
 
 
 def _fail(where: str, doing: str, exc: BaseException) -> StateStoreError:
@@ -188,6 +193,7 @@ class SqliteStore:
         self._connection: Optional[sqlite3.Connection] = None
         self._identity: Optional[Tuple[str, int, int]] = None
         self._writes = 0  # own commits: data_version does not count them
+        hold_across_fork(self)  # no fork splits a transaction (see circuit_breakers.forks)
         self._check_directory()
         with self._lock, contextlib.suppress(CorruptStateError):
             self._connect()  # an unreadable file is the owner's to judge (at its first read), not an error here
@@ -218,61 +224,85 @@ class SqliteStore:
     # --- the connection (lock held) ---------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        """The open connection to what the path names now; opens or creates it. Raises StateStoreError."""
-        where = self.describe()
+        """The open connection to what the path names now; opens or creates it. Raises StateStoreError.
+
+        The file is only ever opened through SQLite: closing any other descriptor of it would drop
+        every POSIX lock this process holds on it, those of another desk's transaction included, and
+        let a second process write over that transaction.
+        """
         identity = _identity(self._path)
         if self._connection is not None and identity == self._identity and identity is not None:
             return self._connection
         self._drop()
+        where = self.describe()
         try:
-            identity = self._create_at_path(empty_tables()) if identity is None else self._open_existing(identity)
-            connection = sqlite3.connect(
-                identity[0], timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
+            if identity is None:
+                identity = self._create_at_path(empty_tables())
             try:
-                _configure(connection)
-                application = connection.execute("PRAGMA application_id").fetchone()[0]
-                version = connection.execute("PRAGMA user_version").fetchone()[0]
-                if application != _APPLICATION_ID or version != _FORMAT:
-                    raise _Unreadable(
-                        f"not a state file of this library (application_id {application}, format {version})"
-                    )
-                check = connection.execute("PRAGMA quick_check").fetchone()[0]
-                if check != "ok":
-                    raise _Unreadable(f"the database is corrupt: {check}")
-            except BaseException:
-                connection.close()
-                raise
+                connection = self._open(identity[0])
+            except _NotADatabase as exc:
+                identity = self._convert_legacy(identity, str(exc))  # the JSON file of an older version, or raises
+                connection = self._open(identity[0])
         except _Unreadable as exc:
             raise CorruptStateError(f"{where} is unreadable: {exc}") from exc
         except sqlite3.OperationalError as exc:  # locked, a full disk, an I/O error: it may pass
             raise _fail(where, "open the state file", exc) from exc
-        except sqlite3.DatabaseError as exc:  # not a database, malformed: it will not pass by itself
+        except sqlite3.DatabaseError as exc:  # malformed: it will not pass by itself
             raise CorruptStateError(f"{where} is unreadable: {type(exc).__name__}: {exc}") from exc
         except (sqlite3.Error, OSError) as exc:
             raise _fail(where, "open the state file", exc) from exc
         self._connection, self._identity = connection, identity
         return connection
 
-    def _open_existing(self, identity: Tuple[str, int, int]) -> Tuple[str, int, int]:
+    def _open(self, target: str) -> sqlite3.Connection:
+        """A configured connection to the state file ``target``; _NotADatabase if the file is not SQLite,
+        _Unreadable if it is not ours or is damaged."""
+        connection = sqlite3.connect(target, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        try:
+            try:
+                _configure(connection)
+                pages = connection.execute("PRAGMA page_count").fetchone()[0]
+                application = connection.execute("PRAGMA application_id").fetchone()[0]
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise
+                raise _NotADatabase(f"{type(exc).__name__}: {exc}") from exc
+            if pages == 0:
+                raise _Unreadable("empty or truncated")
+            if application != _APPLICATION_ID or version != _FORMAT:
+                raise _Unreadable(f"not a state file of this library (application_id {application}, format {version})")
+            check = connection.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise _Unreadable(f"the database is corrupt: {check}")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _convert_legacy(self, identity: Tuple[str, int, int], problem: str) -> Tuple[str, int, int]:
+        """Convert the JSON file of the previous format at the path, once; _Unreadable(``problem``) if
+        it is not one.
+
+        Only reached when SQLite found no database in the file, so no connection of this process
+        holds a lock on it that opening it here could drop.
+        """
         target = identity[0]
         with open(target, "rb") as file:
             head = file.read(len(_HEADER))
-        if head == _HEADER:
-            return identity
-        if head.lstrip()[:1] == b"{":  # the JSON file of an older version: convert it once
-            with open(target, encoding="utf-8") as file:
-                records = _legacy_records(file.read())
-            backup = target + ".json-migrated"
-            with contextlib.suppress(FileExistsError):
-                os.link(target, backup)
-            directory = os.path.dirname(target)
-            with _directory_lock(directory):
-                if _identity(self._path) == identity:  # not converted meanwhile by another process
-                    _install(_create(directory, records), target, replace=True)
-            logger.warning("%s: converted the old JSON state file (kept as %s)", self.describe(), backup)
-            return _identity(self._path) or identity
-        raise _Unreadable("empty or truncated" if not head else "not an SQLite database")
+        if head.lstrip()[:1] != b"{":
+            raise _Unreadable("not an SQLite database" if head != _HEADER else problem)
+        with open(target, encoding="utf-8") as file:
+            records = _legacy_records(file.read())
+        backup = target + ".json-migrated"
+        with contextlib.suppress(FileExistsError):
+            os.link(target, backup)
+        directory = os.path.dirname(target)
+        with _directory_lock(directory):
+            if _identity(self._path) == identity:  # not converted meanwhile by another process
+                _install(_create(directory, records), target, replace=True)
+        logger.warning("%s: converted the old JSON state file (kept as %s)", self.describe(), backup)
+        return _identity(self._path) or identity
 
     def _create_at_path(self, records: Tables) -> Tuple[str, int, int]:
         target = os.path.realpath(self._path)
@@ -379,7 +409,7 @@ class SqliteStore:
             self._drop()
 
     def after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
+        # The lock was held across the fork and released in the child: no transaction was open.
         if self._connection is not None:
             _ABANDONED.append(self._connection)
         self._connection, self._identity = None, None

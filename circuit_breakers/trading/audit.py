@@ -68,7 +68,7 @@ class FileSink:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             except OSError:
                 with contextlib.suppress(OSError):
@@ -208,8 +208,9 @@ class AuditLog:
             sink.append(self._pending)
         except (OSError, StateStoreError) as exc:
             if str(exc) != self._last_error:  # once per distinct cause: it is retried at every poll
-                self._logger.error("cannot append %d audit entries to %s", len(self._pending), sink.describe(),
-                                   exc_info=True)
+                self._logger.error(
+                    "cannot append %d audit entries to %s", len(self._pending), sink.describe(), exc_info=True
+                )
                 self._last_error = str(exc)
             if isinstance(exc, StateStoreError):
                 raise

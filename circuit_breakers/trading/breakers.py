@@ -231,7 +231,7 @@ class TradingCircuitBreakers:
         self._constructed = True
         self._subscribe()
         on_fork_in_child(self, TradingCircuitBreakers._after_fork_in_child)
-        self._finalizer = weakref.finalize(self, _release, self._subscription, store)
+        self._finalizer = weakref.finalize(self, _release, self._subscription, store, self._monitor)
 
     def _init_evaluation(self) -> None:
         # _lock guards the evaluation state below; the core's lock is only ever taken inside it, and the
@@ -315,7 +315,7 @@ class TradingCircuitBreakers:
             return
         self._subscribe()
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _release, self._subscription, self._core.store)
+        self._finalizer = weakref.finalize(self, _release, self._subscription, self._core.store, self._monitor)
         if self._monitoring:
             pending: Pending = []
             with self._core.lock:
@@ -956,12 +956,14 @@ class TradingCircuitBreakers:
         return f"<TradingCircuitBreakers {state} kill_switch={'on' if self.kill_switch_active else 'off'}>"
 
 
-def _release(subscription: Optional[Subscription], store: Store) -> None:
-    """What an instance leaves behind when closed or collected: the listener thread and the store's connections.
+def _release(subscription: Optional[Subscription], store: Store, monitor: Monitor) -> None:
+    """What an instance leaves behind when closed or collected: its threads and the store's connections.
 
     It never waits: run by the garbage collector, it may be inside redis-py holding the very lock the
-    listener waits for. The listener ends on its own within its next wake-up.
+    listener waits for. The listener and the monitor end on their own at their next wake-up, which
+    their stop events make immediate.
     """
+    monitor.stop(timeout=0.0)
     if subscription is not None:
         subscription.close(wait=False)
     store.close()

@@ -99,14 +99,14 @@ def _time_of_day(key: str, value: object) -> object:
             raise ConfigError(f"{key} must be a local time of day without an offset, got {value.isoformat()}")
         return value
     if not isinstance(value, str):
-        raise ConfigTypeError(f"{key} must be a local time (17:00:00) or a string \"HH:MM\", got {_describe(value)}")
+        raise ConfigTypeError(f'{key} must be a local time (17:00:00) or a string "HH:MM", got {_describe(value)}')
     match = _CLOCK_TIME.fullmatch(value)
     try:
         if match is None:
             raise ValueError
         return dt.time(int(match[1]), int(match[2]), int(match[3] or 0))
     except ValueError:
-        raise ConfigError(f"{key} must be a time of day \"HH:MM\" or \"HH:MM:SS\", got {value!r}") from None
+        raise ConfigError(f'{key} must be a time of day "HH:MM" or "HH:MM:SS", got {value!r}') from None
 
 
 def _symbols(key: str, value: object) -> object:
@@ -239,4 +239,3 @@ def load_config(path: Union[str, os.PathLike[str]]) -> LimitsFile:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
     return parse_config(document, source)
-

@@ -296,8 +296,11 @@ class ResetGuard:
             remaining = max(remaining, left)
         elif until is not None:
             stored_failures = 0
-        return {"failed_attempts": max(failures, stored_failures) if remaining else stored_failures,
-                "locked_out_for": remaining, "has_key": self.has_key}
+        return {
+            "failed_attempts": max(failures, stored_failures) if remaining else stored_failures,
+            "locked_out_for": remaining,
+            "has_key": self.has_key,
+        }
 
     def _lockout_remaining(self) -> float:
         """Seconds of this process's lockout left, ending an expired one. Call with ``_lock`` held."""

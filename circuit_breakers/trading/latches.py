@@ -55,9 +55,12 @@ class Latch:
     trading_day: dt.date
     actor: Optional[str]
     id: str
+    resets: Optional[int] = None  # keyed resets counted in the store when it was engaged (None: not known)
 
     @classmethod
-    def new(cls, name: str, reason: object, now: dt.datetime, config: TradingBreakerConfig, actor: object) -> Latch:
+    def new(
+        cls, name: str, reason: object, now: dt.datetime, config: TradingBreakerConfig, *, actor: object, resets: int
+    ) -> Latch:
         """A latch engaged now; ``reason`` and ``actor`` are kept as text whatever they are."""
         return cls(
             name,
@@ -66,6 +69,7 @@ class Latch:
             config.trading_day(now),
             None if actor is None else as_text(actor, limit=200),
             uuid.uuid4().hex,
+            resets,
         )
 
     def to_text(self) -> str:
@@ -76,6 +80,7 @@ class Latch:
             "trading_day": self.trading_day.isoformat(),
             "actor": self.actor,
             "id": self.id,
+            "resets": self.resets,
         }
         return json.dumps(record, sort_keys=True, ensure_ascii=False)
 
@@ -111,8 +116,11 @@ class Latch:
             raise ValueError(f"trading_day out of range: {day!r}")
         if not _EARLIEST <= moment <= _LATEST:
             raise ValueError(f"since out of range: {since!r}")
+        resets = record.get("resets")
+        if resets is not None and (isinstance(resets, bool) or not isinstance(resets, int) or resets < 0):
+            raise ValueError(f"resets must be a count or null, got {resets!r}")
         actor_text = None if actor is None else as_text(actor, limit=200)
-        return cls(name, as_text(reason), moment, trading_day, actor_text, str(ident))
+        return cls(name, as_text(reason), moment, trading_day, actor_text, str(ident), resets)
 
 
 @dataclass(frozen=True)

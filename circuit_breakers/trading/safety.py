@@ -52,7 +52,12 @@ _MISSING = object()
 _HWM, _BASELINE, _EPOCH, _KEY, _RESETS, _LOCKOUT = (
     ("values", name)
     for name in (
-        "high_water_mark", "drawdown_baseline_pct", "epoch", "reset_key", "kill_switch_resets", "reset_lockout"
+        "high_water_mark",
+        "drawdown_baseline_pct",
+        "epoch",
+        "reset_key",
+        "kill_switch_resets",
+        "reset_lockout",
     )
 )
 _AUTOMATIC = "circuit_breakers"
@@ -198,7 +203,7 @@ class SafetyCore:
         """Latch ``name`` now, write it, audit a kill switch; False if it already held. Lock held."""
         if name in self._held:
             return False
-        latch = Latch.new(name, reason, self._clock.now(), self._config, actor)
+        latch = Latch.new(name, reason, self._clock.now(), self._config, actor=actor, resets=self._resets)
         self._take_on(latch, pending)
         self._queue(("latches", name), lambda current: current if current is not None else latch.to_text())
         if name == KILL_SWITCH:
@@ -211,7 +216,9 @@ class SafetyCore:
         self._held[latch.name] = Held(latch, self._clock.now(), self._clock.monotonic())
         self.last[latch.name] = latch
         if latch.name == KILL_SWITCH:
-            self._resets_seen[KILL_SWITCH] = self._resets
+            # The count when it was engaged, from its record: a process that reads the count between a
+            # keyed reset's two writes (count, then drop) must not take the drop for a vanished record.
+            self._resets_seen[KILL_SWITCH] = self._resets if latch.resets is None else latch.resets
         self._events.mirror(latch.name, True, pending)
         pending.append((self._events.on_trip, (latch.name, latch.reason)))
         if latch.name == KILL_SWITCH:
@@ -279,8 +286,9 @@ class SafetyCore:
         self._write_now(_RESETS, lambda current: str(self._resets))
         self._faults.pop("state", None)
         self._changed()
-        self._audit("state_restarted", f"{self.store.describe()} started afresh after it proved unreadable", None,
-                    pending)
+        self._audit(
+            "state_restarted", f"{self.store.describe()} started afresh after it proved unreadable", None, pending
+        )
 
     def apply_time_rules(self, cleared: Callable[[str], bool], pending: Pending) -> None:
         """Lift day halts whose trading day is over by both clocks, and (with ``auto_recovery``) those
@@ -481,7 +489,9 @@ class SafetyCore:
         if isinstance(exc, CorruptStateError) and not self._corrupt:
             self._corrupt = True  # it may have held an engaged kill switch: assume it did
             if KILL_SWITCH not in self._held:
-                latch = Latch.new(KILL_SWITCH, f"state unreadable: {exc}", self._clock.now(), self._config, _AUTOMATIC)
+                why = f"state unreadable: {exc}"
+                now = self._clock.now()
+                latch = Latch.new(KILL_SWITCH, why, now, self._config, actor=_AUTOMATIC, resets=self._resets)
                 self._take_on(latch, pending)  # provisional: written only if no keyed reset follows
                 self._provisional = True
                 self._audit("kill_switch_engaged", latch.reason, latch.actor, pending)
@@ -601,6 +611,8 @@ class SafetyCore:
             elif held.latch.id != latch.id:
                 self._held[name] = Held(latch, held.wall, held.mono)  # the store's engagement is the one
                 self.last[name] = latch
+                if name == KILL_SWITCH and latch.resets is not None:
+                    self._resets_seen[KILL_SWITCH] = latch.resets
             return
         if held is None or ("latches", name) in self._outbox:
             return

@@ -12,7 +12,12 @@ from ..paths import ROOT, env_for_subprocess
 def run(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "circuit_breakers", *arguments],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT, env=env_for_subprocess(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env=env_for_subprocess(),
     )
 
 
@@ -50,7 +55,7 @@ def test_demo_shows_every_kind_of_event_in_order() -> None:
     assert "BROKER" in lines[first_trip - 1]  # the failure is told before the trip it caused
     reset = next(i for i, line in enumerate(lines) if "reset_kill_switch(<right key>)" in line)
     assert "RECOVERED max_drawdown" in lines[reset + 1]  # and the reset before the recovery it caused
-    table = text[text.index("breaker "):]
+    table = text[text.index("breaker ") :]
     for shown in ("-2.0 %", "std devs", "failures in window", "10/min, 100/h"):  # units in the final table
         assert shown in table
 
@@ -63,7 +68,12 @@ def test_demo_piped_into_head_ends_quietly() -> None:
     command = f"{sys.executable} -m circuit_breakers demo | head -3"
     result = subprocess.run(
         ["bash", "-o", "pipefail", "-c", command],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT, env=env_for_subprocess(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env=env_for_subprocess(),
     )
     assert result.stdout.count("\n") == 3
     assert result.stderr == ""  # no traceback, no UnknownOrderError

@@ -31,7 +31,11 @@ class Trader:
     def __init__(self, where: List[str]) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.ops.trader", KEY, *where],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
             env=env_for_subprocess(),
         )
         self.lines: queue.Queue[str] = queue.Queue()
@@ -69,7 +73,13 @@ def command(*arguments: str, key: Optional[str] = None) -> subprocess.CompletedP
         env["CIRCUIT_BREAKERS_RESET_KEY"] = key
     return subprocess.run(
         [sys.executable, "-m", "circuit_breakers", *arguments],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 

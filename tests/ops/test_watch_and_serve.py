@@ -95,7 +95,11 @@ def test_watch_in_an_80x24_terminal_shows_the_state_in_colour_and_ends_on_ctrl_c
 def test_serve_answers_status_and_metrics_and_stops_on_ctrl_c(halted_desk: Path) -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "circuit_breakers", "serve", "--state", str(halted_desk), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env_for_subprocess(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env_for_subprocess(),
     )
     try:
         assert server.stdout is not None

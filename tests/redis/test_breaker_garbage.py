@@ -29,6 +29,7 @@ from tests.redis.servers import Server, quick_client
 NS = "junk"
 HASH, WINDOW, CLOCK = f"{NS}:cb:broker", f"{NS}:cb:broker:window", f"{NS}:clock"
 
+
 def make(store: RedisStore, threshold: int = 1) -> RedisCircuitBreaker:
     config = CircuitBreakerConfig(failure_threshold=threshold, open_timeout_seconds=30.0, exponential_backoff=False)
     return RedisCircuitBreaker("broker", config=config, store=store)

@@ -81,14 +81,14 @@ class FreshProcess:
 def test_shim_steps_the_wall_clocks_and_leaves_the_monotonic_one(clock_shim: Path, tmp_path: Path) -> None:
     offset = tmp_path / "offset"
     offset.write_text("3600000000\n")
-    probe = (
-        "import json, time; print(json.dumps([time.time(), time.clock_gettime(5),"
-        " time.monotonic()]))"
-    )
+    probe = "import json, time; print(json.dumps([time.time(), time.clock_gettime(5), time.monotonic()]))"
     env = {**os.environ, "LD_PRELOAD": str(clock_shim), "CLOCK_SHIM_OFFSET_FILE": str(offset)}
     wall, mono = time.time(), time.monotonic()
-    shown = json.loads(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                                      check=True, timeout=30).stdout)
+    shown = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+    )
     after = time.monotonic()
     assert 3599 < shown[0] - wall < 3600 + (after - mono) + 0.1
     assert 3599 < shown[1] - wall < 3600 + (after - mono) + 0.1  # 5: CLOCK_REALTIME_COARSE (Linux)

@@ -69,19 +69,27 @@ def day(name: str, value: str, names: str) -> Garbage:
 
 CASES = {
     # latches: the latch engages (the kill switch needs the key, a day halt holds the day) and is rewritten
-    "latch-kill-switch-not-json": kill("latches", "max_drawdown", "{not json",
-                                       "redis junk latches/max_drawdown: not JSON"),
-    "latch-kill-switch-naive-since": kill("latches", "max_drawdown", latch(since="2024-01-02T09:30:00"),
-                                          "latches/max_drawdown: since must carry a time zone"),
+    "latch-kill-switch-not-json": kill(
+        "latches", "max_drawdown", "{not json", "redis junk latches/max_drawdown: not JSON"
+    ),
+    "latch-kill-switch-naive-since": kill(
+        "latches",
+        "max_drawdown",
+        latch(since="2024-01-02T09:30:00"),
+        "latches/max_drawdown: since must carry a time zone",
+    ),
     "latch-daily-loss-a-list": day("daily_loss", "[1, 2]", "redis junk latches/daily_loss: not a JSON object"),
     "latch-volatility-year-9999": day("volatility", FAR_DAY, "redis junk latches/volatility: trading_day out of range"),
     # values the drawdown is measured with: the kill switch engages (the drawdown cannot be known)
-    "high-water-mark-not-a-number": kill("values", "high_water_mark", "lots",
-                                         "redis junk values/high_water_mark: not a number"),
-    "high-water-mark-infinite": kill("values", "high_water_mark", "Infinity",
-                                     "redis junk values/high_water_mark: not finite"),
-    "baseline-nan": kill("values", "drawdown_baseline_pct", "NaN",
-                         "redis junk values/drawdown_baseline_pct: not finite"),
+    "high-water-mark-not-a-number": kill(
+        "values", "high_water_mark", "lots", "redis junk values/high_water_mark: not a number"
+    ),
+    "high-water-mark-infinite": kill(
+        "values", "high_water_mark", "Infinity", "redis junk values/high_water_mark: not finite"
+    ),
+    "baseline-nan": kill(
+        "values", "drawdown_baseline_pct", "NaN", "redis junk values/drawdown_baseline_pct: not finite"
+    ),
     # the epoch: another one is a lost state; undecodable bytes (anywhere) make the whole store unreadable
     "epoch-replaced": kill("values", "epoch", "nonsense", "state lost: redis junk lost"),
     "epoch-not-utf8": kill("values", "epoch", b"\xff\xfe", "state unreadable: redis junk: junk:values holds garbage"),
@@ -104,10 +112,7 @@ CASES = {
 }
 
 UNREADABLE = ("epoch-not-utf8", "heartbeat-not-utf8", "values-not-a-hash")
-PARAMS = [
-    pytest.param(case, id=name)
-    for name, case in CASES.items()
-] + [
+PARAMS = [pytest.param(case, id=name) for name, case in CASES.items()] + [
     pytest.param(
         Garbage("values", "reset_lockout", '{"failures": 9, "locked_until": "2999-01-01T00:00:00"}', PASSES),
         id="lockout-naive-time",
@@ -300,4 +305,3 @@ def test_listener_whose_callback_raises_system_exit_keeps_listening(volatile_ser
     finally:
         listener.close()
     assert not listener.alive
-

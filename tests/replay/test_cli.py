@@ -176,4 +176,3 @@ def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
         process.stdout.close()  # as `| head -1` does, long before the end
         assert process.wait(timeout=60) == 0
         assert process.stderr.read() == b""
-

@@ -175,3 +175,41 @@ def test_kill_9_mid_write_leaves_a_readable_file(tmp_path: Path) -> None:
         counter = int(tables["values"]["counter"])
         assert counter >= 20
         assert tables["latches"]["daily_loss"] in ("x" * (counter % 3000), "x" * ((counter - 1) % 3000))
+
+
+def test_opening_a_second_store_keeps_the_locks_of_a_transaction_in_progress(tmp_path: Path) -> None:
+    """Opening the file may not drop this process's POSIX locks on it (closing any descriptor of a file
+    drops them all): another process would then write over a transaction still in progress."""
+    import sqlite3  # noqa: PLC0415
+
+    path = tmp_path / "desk.db"
+    SqliteStore(path).put("values", "k", "before")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # this process holds the write lock
+    writer.execute("UPDATE records SET value = 'mine' WHERE key = 'k'")
+    try:
+        SqliteStore(path)  # a second desk opens the same file in this process
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(f"""
+                import sqlite3
+                connection = sqlite3.connect({str(path)!r}, timeout=0, isolation_level=None)
+                try:
+                    connection.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    print("refused:", exc)
+                else:
+                    print("got the write lock")
+            """),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert other.stdout.strip() == "refused: database is locked"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

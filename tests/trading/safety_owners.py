@@ -88,9 +88,9 @@ class Desk:
         """The handle on the store that ``breakers`` was given (for memory: the one shared object)."""
         return self._stores[id(breakers)]
 
-    def owner_with_kills(self, provider: Optional[FakeProvider] = None, **fields: Any) -> Tuple[
-        TradingCircuitBreakers, Kills
-    ]:
+    def owner_with_kills(
+        self, provider: Optional[FakeProvider] = None, **fields: Any
+    ) -> Tuple[TradingCircuitBreakers, Kills]:
         breakers = self.owner(provider, **fields)
         kills = Kills()
         breakers.register_kill_handler(kills)
@@ -274,8 +274,13 @@ def peek_process(
     argument = {"path": str(path), "value": str(value), "check": check, "key": key, "config": config}
     argument["start"] = start.isoformat()
     return subprocess.run(
-        [sys.executable, "-c", PEEK, json.dumps(argument)], capture_output=True, text=True, timeout=60, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False,
+        [sys.executable, "-c", PEEK, json.dumps(argument)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
     )
 
 

@@ -126,29 +126,29 @@ def test_the_field_table_covers_every_config_field() -> None:
     ("text", "error", "fragments"),
     [
         ("[trading]\ndaily_loss_limit = -2\n", ConfigError, ["[trading]", "unknown key daily_loss_limit", "-2"]),
-        ("[trading]\nmax_orders_per_minute = \"10\"\n", ConfigTypeError, ["max_orders_per_minute", "'10'", "integer"]),
+        ('[trading]\nmax_orders_per_minute = "10"\n', ConfigTypeError, ["max_orders_per_minute", "'10'", "integer"]),
         ("[trading]\nmax_orders_per_minute = 10.0\n", ConfigTypeError, ["max_orders_per_minute", "10.0"]),
         ("[trading]\ndaily_loss_limit_pct = true\n", ConfigTypeError, ["daily_loss_limit_pct", "True"]),
-        ("[trading]\ndaily_loss_limit_pct = \"two\"\n", ConfigError, ["daily_loss_limit_pct", "'two'"]),
+        ('[trading]\ndaily_loss_limit_pct = "two"\n', ConfigError, ["daily_loss_limit_pct", "'two'"]),
         ("[trading]\ndaily_loss_limit_pct = 2\n", ConfigError, ["daily_loss_limit_pct must be negative", "2"]),
         (
             "[trading]\ndaily_loss_limit_pct = -1\n",
             ConfigError,
             ["daily_loss_warning_pct", "daily_loss_limit_pct (-1)", "-1.5"],
         ),
-        ("[trading]\nauto_recovery = \"yes\"\n", ConfigTypeError, ["auto_recovery", "'yes'"]),
-        ("[trading]\ntrading_day_timezone = \"Mars/Olympus\"\n", ConfigError, ["trading_day_timezone", "Mars/Olympus"]),
-        ("[trading]\ntrading_day_reset_time = \"25:00\"\n", ConfigError, ["trading_day_reset_time", "'25:00'"]),
+        ('[trading]\nauto_recovery = "yes"\n', ConfigTypeError, ["auto_recovery", "'yes'"]),
+        ('[trading]\ntrading_day_timezone = "Mars/Olympus"\n', ConfigError, ["trading_day_timezone", "Mars/Olympus"]),
+        ('[trading]\ntrading_day_reset_time = "25:00"\n', ConfigError, ["trading_day_reset_time", "'25:00'"]),
         ("[trading]\ntrading_day_reset_time = 1700\n", ConfigTypeError, ["trading_day_reset_time", "1700"]),
-        ("[trading]\ncooldown_seconds = \"300\"\n", ConfigTypeError, ["cooldown_seconds", "'300'"]),
+        ('[trading]\ncooldown_seconds = "300"\n', ConfigTypeError, ["cooldown_seconds", "'300'"]),
         (
-            "[trading]\nconnection_errors = [\"OSError\"]\n",
+            '[trading]\nconnection_errors = ["OSError"]\n',
             ConfigError,
             ["connection_errors cannot be given in a file", "OSError"],
         ),
         ("[orders]\nmax_notional = -5\n", ConfigError, ["[orders]", "max_notional", "-5"]),
-        ("[orders]\nrestricted_symbols = \"GME\"\n", ConfigTypeError, ["[orders]", "restricted_symbols", "'GME'"]),
-        ("[orders]\nreducing_breakers = [\"kill\"]\n", ConfigError, ["reducing_breakers", "kill"]),
+        ('[orders]\nrestricted_symbols = "GME"\n', ConfigTypeError, ["[orders]", "restricted_symbols", "'GME'"]),
+        ('[orders]\nreducing_breakers = ["kill"]\n', ConfigError, ["reducing_breakers", "kill"]),
         (
             "[orders.per_symbol.TSLA]\nmax_qty = 5\n",
             ConfigError,
@@ -160,9 +160,7 @@ def test_the_field_table_covers_every_config_field() -> None:
         ("[trading\n", ConfigError, ["not valid TOML", "line 1"]),
     ],
 )
-def test_errors_name_the_file_table_key_and_value(
-    tmp_path: Path, text: str, error: type, fragments: list[str]
-) -> None:
+def test_errors_name_the_file_table_key_and_value(tmp_path: Path, text: str, error: type, fragments: list[str]) -> None:
     path = write(tmp_path, text)
     with pytest.raises(error) as raised:
         load_config(path)

@@ -109,11 +109,39 @@ def test_forks_of_a_redis_desk_never_deadlock_and_the_parent_hears_each_child(re
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a child forked while a thread of the parent is inside SQLite deadlocks in SQLite (1 fork in "
-    "~200 here) or can never write the state file (1 in ~10-30): SQLite's per-process lock state comes along",
-)
+def test_a_child_forked_while_another_thread_held_the_redis_pool_lock_can_use_the_store(redis_server: Any) -> None:
+    """redis-py resets its pool in a child under the pool's lock: one held by another thread at the fork
+    (a listener, a monitor) would stay held in the child forever."""
+    from circuit_breakers.redis import RedisStore  # noqa: PLC0415
+
+    client = redis_server.client(socket_timeout=2.0, socket_connect_timeout=2.0)
+    store = RedisStore(client, f"fork-pool-{uuid.uuid4().hex[:8]}")
+    store.put("values", "k", "v")
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with client.connection_pool._lock:
+            held.set()
+            done.wait(WAIT)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(WAIT)
+
+        def child(report: Report) -> int:
+            report(values=store.read()["values"])
+            return 0
+
+        status, reports = Child(child).finish()
+    finally:
+        done.set()
+        holder.join(WAIT)
+    assert exit_code(status) == "exit 0"
+    assert reports == [{"values": {"k": "v"}}]
+    client.close()
+
+
 def test_forks_of_desks_sharing_a_state_file_never_deadlock_and_every_engage_lands(quick_dir: Path) -> None:
     # Three desks of one process on one file (each its own SqliteStore): a fork lands inside SQLite more often,
     # so the first loss comes within a few forks instead of a few dozen.
@@ -319,11 +347,6 @@ class Freezer:
         return 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a child forked while another thread is inside an SQLite read can never write the state "
-    "file: its engage stays unwritten for good",
-)
 def test_a_child_forked_mid_read_can_still_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "desk.db"
     freezer = Freezer(monkeypatch)

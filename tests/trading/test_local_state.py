@@ -77,8 +77,10 @@ def test_a_full_disk_still_takes_the_kill_switch_and_the_peak_and_the_audit_trai
     assert "No space left on device" in reasons[1]
     assert "max_drawdown" in SqliteStore(path).read()["latches"]
     assert first.reset_kill_switch(WRONG_KEY) is False  # counted in the state file; its audit entry waits too
-    restarted = own(owners, TradingCircuitBreakers(FakeProvider(total_value=D(99)), reset_key=RESET_KEY,
-                                                   state_path=path, clock=clock))
+    restarted = own(
+        owners,
+        TradingCircuitBreakers(FakeProvider(total_value=D(99)), reset_key=RESET_KEY, state_path=path, clock=clock),
+    )
     restarted.check_now()
     assert restarted.kill_switch_active
     assert restarted.get_status().details["max_drawdown"]["own_drawdown_pct"] == D(-10)
@@ -145,7 +147,11 @@ def test_rising_marks_in_one_process_never_erase_a_kill_switch_engaged_in_anothe
     first.check_now()
     with subprocess.Popen(
         [sys.executable, "-c", RISING, str(path), RESET_KEY, clock.now().isoformat()],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENVIRONMENT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENVIRONMENT,
     ) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "rising"
@@ -230,8 +236,16 @@ def test_a_third_process_engaging_through_the_file_halts_two_running_owners_with
 ) -> None:
     path, marker = tmp_path / "desk.db", tmp_path / "engaged"
     provider = FakeProvider()
-    first = own(owners, TradingCircuitBreakers(provider, TradingBreakerConfig(check_interval_seconds=0.05),
-                                               reset_key=RESET_KEY, state_path=path, clock=clock))
+    first = own(
+        owners,
+        TradingCircuitBreakers(
+            provider,
+            TradingBreakerConfig(check_interval_seconds=0.05),
+            reset_key=RESET_KEY,
+            state_path=path,
+            clock=clock,
+        ),
+    )
     readings_at_kill: List[int] = []
     killed = threading.Event()
 
@@ -243,7 +257,12 @@ def test_a_third_process_engaging_through_the_file_halts_two_running_owners_with
     first.start_monitoring()
     with subprocess.Popen(
         [sys.executable, "-c", MONITORED, str(path), RESET_KEY, clock.now().isoformat(), str(marker)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENVIRONMENT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENVIRONMENT,
     ) as second:
         try:
             assert second.stdin is not None
@@ -252,7 +271,12 @@ def test_a_third_process_engaging_through_the_file_halts_two_running_owners_with
             assert first.can_trade()
             third = subprocess.run(
                 [sys.executable, "-c", ENGAGE, str(path), "risk desk: flatten"],
-                capture_output=True, text=True, timeout=60, cwd=ROOT, env=ENVIRONMENT, check=False,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
+                env=ENVIRONMENT,
+                check=False,
             )
             assert third.returncode == 0, third.stderr
             readings_at_engage = provider.calls  # the engage is in the file: every poll from now on sees it
@@ -292,7 +316,9 @@ def test_a_symlinked_state_path_writes_through_to_its_target(
     assert records["values"]["high_water_mark"] == "1000000"
     assert Latch.from_text("max_drawdown", records["latches"]["max_drawdown"]).reason == "through the link"
     assert sorted(name for name in os.listdir(tmp_path) if name.startswith("desk.db")) == [
-        "desk.db", "desk.db.audit.jsonl"]  # the database and its journal live beside the target
+        "desk.db",
+        "desk.db.audit.jsonl",
+    ]  # the database and its journal live beside the target
     assert (target.parent / "desk.db-journal").exists()
     by_target = peek(target)
     assert by_target["kill_switch"] is True
@@ -310,13 +336,19 @@ def test_a_symlinked_state_path_writes_through_to_its_target(
 
 OUT_OF_RANGE = {"reason": "old", "since": "0001-01-01T00:00:00+00:00", "trading_day": "2026-01-05"}
 GOOD = {"reason": "old", "since": "2026-01-05T14:30:00+00:00", "trading_day": "2026-01-05"}
-BUG_RESET_KEY = "BUG: a wrong-shaped values/reset_key only sets a 'state' fault (re-set and cleared at every sync): " \
-                "no kill switch, no audit, and no key to reset with"
-BUG_LOCKOUT = "BUG: a wrong-shaped values/reset_lockout is read as zero (or a negative) count: no kill switch, no " \
-              "audit; a naive locked_until makes get_status() and reset_kill_switch() raise TypeError"
+BUG_RESET_KEY = (
+    "BUG: a wrong-shaped values/reset_key only sets a 'state' fault (re-set and cleared at every sync): "
+    "no kill switch, no audit, and no key to reset with"
+)
+BUG_LOCKOUT = (
+    "BUG: a wrong-shaped values/reset_lockout is read as zero (or a negative) count: no kill switch, no "
+    "audit; a naive locked_until makes get_status() and reset_kill_switch() raise TypeError"
+)
 BUG_RESETS = "BUG: a wrong-shaped values/kill_switch_resets is read as -1: no kill switch, no audit"
-BUG_HIGH_WATER = "BUG: an out-of-range high-water mark (1e999999999) is accepted: no kill switch until a reading, " \
-                 "and record_cash_flow() raises decimal.Overflow"
+BUG_HIGH_WATER = (
+    "BUG: an out-of-range high-water mark (1e999999999) is accepted: no kill switch until a reading, "
+    "and record_cash_flow() raises decimal.Overflow"
+)
 
 
 def _record(table: str, key: str, text: str, bug: str = "") -> Any:
@@ -390,8 +422,10 @@ def test_a_wrong_shaped_day_halt_record_holds_the_day_audited_and_never_raises(
     assert restarted.can_trade()
 
 
-BUG_OLD_JSON = "BUG: an old JSON state file whose latches or values are empty or a list (or version true) is " \
-               "converted as empty state: no kill switch, no audit"
+BUG_OLD_JSON = (
+    "BUG: an old JSON state file whose latches or values are empty or a list (or version true) is "
+    "converted as empty state: no kill switch, no audit"
+)
 
 
 def _document(document: object, bug: str = "") -> Any:

@@ -406,5 +406,3 @@ def test_check_now_raising_an_exception_keeps_the_monitor_alive(
     monkeypatch.setattr(breakers, "check_now", flaky)
     assert failed.wait(WAIT)
     assert breakers.get_status().monitor_alive
-
-

@@ -269,8 +269,16 @@ DROP = object()
         ("values", "high_water_mark", lambda text: "NaN"),
     ],
     ids=[
-        "no-trading-day", "bad-trading-day", "far-trading-day", "bad-since", "no-reason",
-        "entry-not-an-object", "entry-a-list", "entry-garbage", "bad-high-water-mark", "nan-high-water-mark",
+        "no-trading-day",
+        "bad-trading-day",
+        "far-trading-day",
+        "bad-since",
+        "no-reason",
+        "entry-not-an-object",
+        "entry-a-list",
+        "entry-garbage",
+        "bad-high-water-mark",
+        "nan-high-water-mark",
     ],
 )
 def test_engaged_state_with_bad_contents_stays_engaged(
