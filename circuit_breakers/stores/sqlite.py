@@ -156,15 +156,19 @@ def _legacy_records(text: str) -> Tables:
     """The records of a JSON state file of the previous format; _Unreadable if it is not one."""
     try:
         document = json.loads(text)
-        if not isinstance(document, dict) or document.get("version") != 1:
+        if not isinstance(document, dict) or type(document.get("version")) is not int or document["version"] != 1:
             raise ValueError("not a version 1 state document")
         tables = empty_tables()
-        for name, record in dict(document.get("latches") or {}).items():
-            tables["latches"][str(name)] = json.dumps(record, sort_keys=True)
-        for key, value in dict(document.get("values") or {}).items():
-            if not isinstance(value, str):
-                raise ValueError(f"value {key!r} is not a str")
-            tables["values"][str(key)] = value
+        for table in ("latches", "values"):
+            records = document.get(table, {})
+            if not isinstance(records, dict):
+                raise ValueError(f"{table} is not an object")
+            for key, record in records.items():
+                if table == "latches" and not isinstance(record, dict):
+                    raise ValueError(f"latch {key!r} is not an object")
+                if table == "values" and not isinstance(record, str):
+                    raise ValueError(f"value {key!r} is not a str")
+                tables[table][key] = json.dumps(record, sort_keys=True) if table == "latches" else record
     except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise _Unreadable(f"an old JSON state file that cannot be read: {exc}") from exc
     return tables

@@ -771,7 +771,7 @@ class TradingCircuitBreakers:
         """
         pending: Pending = []
         with self._core.lock:
-            self._core.engage(KILL_SWITCH, reason, "manual" if actor is None else actor, pending)
+            self._core.engage_by_hand(reason, "manual" if actor is None else actor, pending)
         fire(pending)
 
     def reset_kill_switch(self, auth_key: Union[str, bytes], *, actor: Optional[str] = None) -> bool:
@@ -802,6 +802,7 @@ class TradingCircuitBreakers:
             )
             return False
         pending: Pending = []
+        failure: Optional[StateStoreError] = None
         try:
             with self._lock, self._core.lock:
                 core = self._core
@@ -809,15 +810,17 @@ class TradingCircuitBreakers:
                     logger.info("reset_kill_switch: the kill switch is not engaged; nothing to release")
                     return True
                 core.repair(pending)  # an unreadable store is read again, or started afresh, before any write
-                if self._reading is not None:  # re-base first: released against the old mark, it would re-engage
-                    core.set_high_water(
-                        self._reading.total_value, min(self._reading.max_drawdown_pct, Decimal(0)), pending
-                    )
-                else:
+                reading = self._reading
+                rebase = None if reading is None else (reading.total_value, min(reading.max_drawdown_pct, Decimal(0)))
+                if core.keyed_release(rebase, actor, pending) and reading is None:
                     self._rebase_pending = True  # no reading since a restart: re-base on the first one
-                core.release_kill_switch(actor, pending, by="key")
+        except StateStoreError as exc:
+            failure = exc
         finally:
             fire(pending)
+        if failure is not None:
+            self._audit_refusal(f"the release cannot be written: {failure}", actor)
+            raise failure
         return True
 
     def _audit_refusal(self, reason: str, actor: Optional[str]) -> None:
@@ -849,31 +852,36 @@ class TradingCircuitBreakers:
             return not was_closed
         pending: Pending = []
         refused = False
-        with self._lock, self._core.lock:
-            core = self._core
-            if name == "position_concentration":
-                keys = [key for key in self._warnings if key.split(":", 1)[0] == name]
-                for key in keys:
-                    del self._warnings[key]
-                changed = bool(keys)
-            elif name == KILL_SWITCH:
-                # Decided under the core's lock: an engage on another thread cannot slip in between.
-                if not core.kill_switch_engaged:
-                    changed = False
-                elif self.config.require_manual_reset:
-                    refused, changed = True, False
-                    why = "reset_breaker: require_manual_reset is on"
-                    core.audit_event("kill_switch_reset_refused", why, None, pending)
-                else:
-                    changed = core.release_kill_switch(None, pending, by="reset_breaker")
-            else:
-                changed = core.release_day_halt(name, pending)
-                if not changed and name in core.held():
-                    raise StateStoreError(f"cannot lift {name}: the store did not take the release")
-        fire(pending)
+        try:
+            with self._lock, self._core.lock:
+                changed, refused = self._reset_latch(name, pending)
+        finally:
+            fire(pending)  # a fault the refusal set has its trip callbacks too
         if refused:
             raise KillSwitchError("the kill switch needs reset_kill_switch(key) (require_manual_reset is on)")
         return changed
+
+    def _reset_latch(self, name: str, pending: Pending) -> Tuple[bool, bool]:
+        """reset_breaker for a latch or a warning: (changed, refused). Both locks held."""
+        core = self._core
+        if name == "position_concentration":
+            keys = [key for key in self._warnings if key.split(":", 1)[0] == name]
+            for key in keys:
+                del self._warnings[key]
+            return bool(keys), False
+        if name == KILL_SWITCH:
+            # Decided under the core's lock: an engage on another thread cannot slip in between.
+            if not core.kill_switch_engaged:
+                return False, False
+            if self.config.require_manual_reset:
+                why = "reset_breaker: require_manual_reset is on"
+                core.audit_event("kill_switch_reset_refused", why, None, pending)
+                return False, True
+            return core.release_kill_switch(None, pending, by="reset_breaker"), False
+        changed = core.release_day_halt(name, pending)
+        if not changed and name in core.held():
+            raise StateStoreError(f"cannot lift {name}: the store did not take the release")
+        return changed, False
 
     def reset_all(self) -> None:
         """Reset every breaker except the kill switch."""

@@ -75,7 +75,7 @@ def check_amount(name: str, value: object, *, signed: bool = False) -> Decimal:
     number = to_decimal(name, value)
     if not signed and number < 0:
         raise ConfigError(f"{name} must be >= 0, got {value!r}")
-    if abs(number) >= _LARGEST_AMOUNT or (number and number.as_tuple().exponent < -18):  # type: ignore[operator]
+    if number.copy_abs() >= _LARGEST_AMOUNT or (number and number.as_tuple().exponent < -18):  # type: ignore[operator]
         raise ConfigError(f"{name} must be below 1e21 in size with at most 18 decimal places, got {value!r}")
     return number
 
@@ -115,7 +115,7 @@ class Order:
             raise ConfigTypeError(f"symbol must be a str, got {self.symbol!r}")
         check_symbol("symbol", self.symbol)
         if not isinstance(self.side, Side):
-            raise ConfigTypeError(f"side must be a Side, got {self.side!r}")
+            raise ConfigTypeError(f"side must be a Side (Side.BUY, Side.SELL or Side(text)), got {self.side!r}")
         object.__setattr__(self, "quantity", _positive("quantity", self.quantity))
         object.__setattr__(self, "price", _optional_positive("price", self.price))
         if self.client_order_id is not None:

@@ -51,6 +51,10 @@ def missing_methods(provider: object) -> Tuple[str, ...]:
     return tuple(name for name in REQUIRED_METHODS if not callable(getattr(provider, name, None)))
 
 
+_HUGE = 21  # exponents: no desk's money or percentage comes near 1e21, and arithmetic beyond overflows
+_TINY = 40  # a non-zero figure below 1e-40 is no amount either; divided by, it overflows
+
+
 class BadReading(Exception):
     """A provider answered with something that is not a usable number."""
 
@@ -60,13 +64,15 @@ def checked_decimal(what: str, value: object) -> Decimal:
 
     Floats are refused: a provider that returns floats has already lost cents.
     """
-    if type(value) is Decimal and value.is_finite():  # the common case, and Decimals are immutable
+    if type(value) is Decimal and value.is_finite() and -_TINY < value.adjusted() < _HUGE:  # the common case
         return value
     if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
         raise BadReading(f"{what} returned {value!r} ({type(value).__name__}), expected Decimal")
     result = Decimal(value)
     if not result.is_finite():
         raise BadReading(f"{what} returned {value!r}, expected a finite Decimal")
+    if result and not -_TINY < result.adjusted() < _HUGE:
+        raise BadReading(f"{what} returned {value!r}, out of range (below 1e21 in size, above 1e-40 unless zero)")
     return result
 
 

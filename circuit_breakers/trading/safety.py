@@ -25,6 +25,7 @@ Lock order: the facade's lock, then this lock, then the audit trail's and the st
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 Ref = Tuple[str, str]  # (table, key)
 Merge = Callable[[Optional[str]], Optional[str]]  # stored text -> the text this process needs there
+Done = Callable[[Optional[str], Pending], None]  # called with what the store holds once a write went through
 _MISSING = object()
 _HWM, _BASELINE, _EPOCH, _KEY, _RESETS, _LOCKOUT = (
     ("values", name)
@@ -61,6 +63,7 @@ _HWM, _BASELINE, _EPOCH, _KEY, _RESETS, _LOCKOUT = (
     )
 )
 _AUTOMATIC = "circuit_breakers"
+_LARGEST_EXPONENT = 21  # 1e21: no amount or percentage of a desk comes near; beyond, arithmetic overflows
 
 
 def _number(text: Optional[str]) -> Optional[Decimal]:
@@ -73,12 +76,31 @@ def _number(text: Optional[str]) -> Optional[Decimal]:
         raise ValueError(f"not a number: {text[:40]!r}") from None
     if not value.is_finite():
         raise ValueError(f"not finite: {text[:40]!r}")
+    if value.adjusted() >= _LARGEST_EXPONENT:  # no context arithmetic: abs() itself would overflow
+        raise ValueError(f"out of range: {text[:40]!r}")
     return value
 
 
 def _text_of(value: Optional[Decimal], current: Optional[str]) -> Optional[str]:
     """A Merge that writes ``value`` whatever is stored."""
     return None if value is None else str(value)
+
+
+def _replace(garbage: str, text: Optional[str], current: Optional[str]) -> Optional[str]:
+    """A Merge that writes ``text`` over ``garbage`` (and leaves anything else another process wrote)."""
+    return text if current == garbage else current
+
+
+def _baseline_text(baseline: Decimal) -> Optional[str]:
+    """The stored drawdown baseline: only a negative one is kept."""
+    return str(baseline) if baseline < 0 else None
+
+
+def _latch_or_none(name: str, text: Optional[str]) -> Optional[Latch]:
+    try:
+        return None if text is None else Latch.from_text(name, text)
+    except ValueError:
+        return None
 
 
 def _keep_or(text: str, current: Optional[str]) -> Optional[str]:
@@ -88,11 +110,40 @@ def _keep_or(text: str, current: Optional[str]) -> Optional[str]:
 
 def _count(text: Optional[str]) -> int:
     """A stored count; -1 for garbage (never taken as a release)."""
+    if text is None:
+        return 0
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 20 else -1
+
+
+def _checked_count(text: str) -> None:
+    if _count(text) < 0:
+        raise ValueError(f"not a count: {text[:40]!r}")
+
+
+def _stored_key(text: str) -> ResetKey:
+    """The reset key's stored hash; ValueError if it is not one."""
     try:
-        value = int(text or "0")
-    except ValueError:
-        return -1
-    return value if value >= 0 else -1
+        return ResetKey.from_dict(json.loads(text))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise ValueError(f"not a reset key hash: {exc}") from None
+
+
+def _lockout(text: Optional[str]) -> Attempts:
+    """The stored wrong-key count and lockout end ((0, None) when absent); ValueError for garbage."""
+    if text is None:
+        return 0, None
+    try:
+        record = json.loads(text)
+        until = record["locked_until"]
+        moment = None if until is None else dt.datetime.fromisoformat(until)
+        failures = record["failures"]
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError, RecursionError) as exc:
+        raise ValueError(f"not a lockout record: {exc}") from None
+    if moment is not None and moment.tzinfo is None:
+        raise ValueError("a lockout time without a zone")
+    if type(failures) is not int or failures < 0:
+        raise ValueError(f"not a count of wrong keys: {failures!r}")
+    return failures, moment
 
 
 @dataclass
@@ -129,7 +180,7 @@ class SafetyCore:
         self._resets_seen: Dict[str, int] = {}  # KILL_SWITCH -> kill_switch_resets when it was taken on
         self.last: Dict[str, Latch] = {}  # the most recent latch of each name, for status
         self._faults: Dict[str, str] = {}  # fail-closed conditions by name: state, audit, provider, ...
-        self._outbox: Dict[Ref, Tuple[Merge, Optional[Callable[[Optional[str]], None]]]] = {}
+        self._outbox: Dict[Ref, Tuple[Merge, Optional[Done]]] = {}
         self._stored: Dict[Ref, Optional[str]] = {}  # last known stored text of records this process writes
         self._store_error: Optional[str] = None
         self._changes = 0  # local changes; a sync that raced one is dropped
@@ -205,11 +256,45 @@ class SafetyCore:
             return False
         latch = Latch.new(name, reason, self._clock.now(), self._config, actor=actor, resets=self._resets)
         self._take_on(latch, pending)
-        self._queue(("latches", name), lambda current: current if current is not None else latch.to_text())
+        self._queue(("latches", name), functools.partial(self._stamped, latch))
         if name == KILL_SWITCH:
             self._audit("kill_switch_engaged", latch.reason, latch.actor, pending)
         self._flush(pending)
         return True
+
+    def engage_by_hand(self, reason: object, actor: object, pending: Pending) -> None:
+        """``engage_kill_switch``: engage; one this process already holds is checked against the store
+        first (read afresh), since another process may have released it with the key since this one
+        last read. If the store no longer holds it, this is a new engagement: written, audited, and
+        the kill handlers run. Lock held; blocks on the store."""
+        if KILL_SWITCH not in self._held:
+            self.engage(KILL_SWITCH, reason, actor, pending)
+            return
+        latch = Latch.new(KILL_SWITCH, reason, self._clock.now(), self._config, actor=actor, resets=self._resets)
+
+        def landed(stored: Optional[str], later: Pending) -> None:
+            written = _latch_or_none(KILL_SWITCH, stored)
+            held = self._held.get(KILL_SWITCH)
+            if written is not None and written.id == latch.id and (held is None or held.latch.id != latch.id):
+                self._take_on(written, later)
+                self._audit("kill_switch_engaged", written.reason, written.actor, later)
+
+        ref = ("latches", KILL_SWITCH)
+        if ref not in self._outbox:
+            self._stored.pop(ref, None)  # what this process last read may be stale: read it again
+            self._queue(ref, functools.partial(self._stamped, latch), landed)
+            self._flush(pending)
+
+    def _stamped(self, latch: Latch, current: Optional[str]) -> Optional[str]:
+        """A Merge that writes ``latch`` where no record is, with the latest reset count this process
+        knows (a write that read the store knows the store's): no release counted before this
+        engagement can then be taken for its own. Lock held."""
+        if current is not None:
+            return current
+        count = max(self._resets, _count(self._stored.get(_RESETS)))
+        if latch.name == KILL_SWITCH and latch.resets is not None and count > latch.resets:
+            return dataclasses.replace(latch, resets=count).to_text()
+        return latch.to_text()
 
     def _take_on(self, latch: Latch, pending: Pending) -> None:
         """Hold ``latch`` (engaged here or adopted from the store) and publish it. Lock held."""
@@ -265,12 +350,44 @@ class SafetyCore:
         self.repair(pending)
         if KILL_SWITCH not in self._held:
             return False
-        resets = self._write_now(_RESETS, lambda current: str(max(_count(current), self._resets) + 1))
-        self._resets = _count(resets)
-        self._write_now(("latches", KILL_SWITCH), lambda current: None)
+        counted = self._write_now(_RESETS, lambda current: str(max(_count(current), self._resets) + 1))
+        try:
+            self._write_now(("latches", KILL_SWITCH), lambda current: None)
+        except StateStoreError:
+            # Not released: take the count back, or a record that vanished later would pass for released.
+            self._undo(_RESETS, counted, str(self._resets) if self._resets else None)
+            raise
+        self._resets = _count(counted)
         self._let_go(KILL_SWITCH, pending)
         self._audit("kill_switch_reset", f"reset by {by}", actor, pending)
         return True
+
+    def keyed_release(self, rebase: Optional[Tuple[Decimal, Decimal]], actor: Optional[str], pending: Pending) -> bool:
+        """A keyed reset: re-base the drawdown on ``rebase`` (value, baseline), written first so that no
+        process measures against the old peak once released; then release. If the release cannot be
+        written, the re-base is taken back (a refused reset changes nothing) and StateStoreError
+        raised. False if the kill switch was not engaged. Lock held; blocks on the store."""
+        self.repair(pending)
+        if KILL_SWITCH not in self._held:
+            return False
+        before = (self.high_water, self.baseline)
+        if rebase is not None:
+            self.set_high_water(rebase[0], rebase[1], pending)
+        try:
+            return self.release_kill_switch(actor, pending, by="key")
+        except StateStoreError:
+            if rebase is not None:
+                self._undo(_HWM, str(rebase[0]), None if before[0] is None else str(before[0]))
+                self._undo(_BASELINE, _baseline_text(rebase[1]), _baseline_text(before[1]))
+                self.high_water, self.baseline = before
+            raise
+
+    def _undo(self, ref: Ref, written: Optional[str], previous: Optional[str]) -> None:
+        """Put ``previous`` back where this process wrote ``written``, unless another process wrote since."""
+        try:
+            self._write_now(ref, lambda current: previous if current == written else current)
+        except StateStoreError as exc:
+            logger.error("cannot take back %s/%s after a reset that failed: %s", ref[0], ref[1], exc)
 
     def _start_afresh(self, pending: Pending) -> None:
         """After an unreadable store, a keyed reset starts it empty and writes back what this process holds."""
@@ -320,15 +437,24 @@ class SafetyCore:
                 stored = None
             return current if stored is not None and stored >= total else str(total)
 
-        self._queue(_HWM, merge)
+        self._queue(_HWM, merge, self._adopt_high_water)
         self._flush(pending)
+
+    def _adopt_high_water(self, stored: Optional[str], pending: Pending) -> None:
+        """A higher mark another process wrote meanwhile is the desk's: adopt it (stricter)."""
+        try:
+            mark = _number(stored)
+        except ValueError:
+            return
+        if mark is not None and (self.high_water is None or mark > self.high_water):
+            self.high_water = mark
 
     def set_high_water(self, value: Optional[Decimal], baseline: Optional[Decimal], pending: Pending) -> None:
         """Replace the high-water mark and (unless None) the baseline: written first. Raises StateStoreError."""
         self._write_now(_HWM, lambda current: None if value is None else str(value))
         self.high_water = value
         if baseline is not None:
-            self._write_now(_BASELINE, lambda current: str(baseline) if baseline < 0 else None)
+            self._write_now(_BASELINE, lambda current: _baseline_text(baseline))
             self.baseline = baseline
 
     def clear_baseline(self, pending: Pending) -> None:
@@ -398,10 +524,9 @@ class SafetyCore:
             if stored is None:
                 return False
         try:
-            shared = ResetKey.from_dict(json.loads(str(stored)))
-        except (ValueError, TypeError) as exc:
-            self.set_fault("state", f"{self.store.describe()}: the stored reset key is unreadable: {exc}", pending)
-            return False
+            shared = _stored_key(str(stored))
+        except ValueError:
+            return False  # garbage: the sync engages the kill switch and writes this process's key over it
         if secret is not None and not shared.verify(secret):
             raise ConfigError(f"reset_key does not match the reset key already stored in {self.store.describe()}")
         self.key = shared
@@ -424,25 +549,15 @@ class SafetyCore:
 
     @staticmethod
     def _decode_lockout(text: Optional[str]) -> Attempts:
-        if text is None:
-            return 0, None
+        """The stored lockout; an unreadable one counts from zero (the sync engages the kill switch for it)."""
         try:
-            record = json.loads(text)
-            until = record["locked_until"]
-            moment = None if until is None else dt.datetime.fromisoformat(until)
-            if moment is not None and moment.tzinfo is None:
-                raise ValueError("a time without a zone")
-            failures = int(record["failures"])
-            if failures < 0:
-                raise ValueError("a negative count")
-            return failures, moment
-        except (ValueError, TypeError, KeyError, OverflowError, AttributeError):
-            logger.warning("unreadable reset_lockout record %r: counting from zero", text[:80])
+            return _lockout(text)
+        except ValueError:
             return 0, None
 
     # --- the store: writes (lock held) -------------------------------------------------------------
 
-    def _queue(self, ref: Ref, merge: Merge, done: Optional[Callable[[Optional[str]], None]] = None) -> None:
+    def _queue(self, ref: Ref, merge: Merge, done: Optional[Done] = None) -> None:
         self._outbox[ref] = (merge, done)
         self._changed()
 
@@ -478,7 +593,7 @@ class SafetyCore:
             if self._outbox.get(ref, (None, None))[0] is merge:
                 del self._outbox[ref]
             if done is not None:
-                done(stored)
+                done(stored, pending)
         self._changed()
         return True
 
@@ -594,7 +709,7 @@ class SafetyCore:
             self._merge_latch(name, latches.get(name), resets, pending)
         self._merge_values(values, pending)
 
-    def _adopt_epoch(self, stored: Optional[str]) -> None:
+    def _adopt_epoch(self, stored: Optional[str], pending: Pending) -> None:
         self._epoch = stored
 
     def _merge_latch(self, name: str, text: Optional[str], resets: int, pending: Pending) -> None:
@@ -608,7 +723,7 @@ class SafetyCore:
             if held is None:
                 self._take_on(latch, pending)
                 self._events_from_store(latch, pending)
-            elif held.latch.id != latch.id:
+            elif held.latch != latch:
                 self._held[name] = Held(latch, held.wall, held.mono)  # the store's engagement is the one
                 self.last[name] = latch
                 if name == KILL_SWITCH and latch.resets is not None:
@@ -652,20 +767,39 @@ class SafetyCore:
             try:
                 value = _number(text)
             except ValueError as exc:
-                reason = f"unreadable record in {self.store.describe()} values/{ref[1]}: {exc}"
-                logger.error("%s; the kill switch engages (the drawdown cannot be known)", reason)
-                self._audit("state_unreadable", reason, _AUTOMATIC, pending)
-                self.engage(KILL_SWITCH, reason, _AUTOMATIC, pending)
                 mine: Optional[Decimal] = getattr(self, attribute)
-                self._queue(ref, functools.partial(_text_of, mine))
+                self._garbage_value(ref, str(text), str(exc), functools.partial(_text_of, mine), pending)
                 continue
             if attribute == "high_water":
                 self.high_water = value
             else:
                 self.baseline = Decimal(0) if value is None else value
-        if self.key is not None and values.get("reset_key") is None and _KEY not in self._outbox:
-            key_text = json.dumps(self.key.to_dict(), sort_keys=True)
-            self._queue(_KEY, lambda current: current or key_text)  # a lost hash: written back
+        key_text = None if self.key is None else json.dumps(self.key.to_dict(), sort_keys=True)
+        resets = str(self._resets)
+        checks: Tuple[Tuple[Ref, Callable[[str], object], Optional[str]], ...] = (
+            (_KEY, _stored_key, key_text),  # this process's key (if any) replaces a garbage hash
+            (_LOCKOUT, _lockout, None),
+            (_RESETS, _checked_count, resets),
+        )
+        for ref, check, replacement in checks:
+            text = values.get(ref[1])
+            if text is None or ref in self._outbox:
+                continue
+            try:
+                check(text)
+            except ValueError as exc:
+                self._garbage_value(ref, text, str(exc), functools.partial(_replace, text, replacement), pending)
+        if key_text is not None and values.get("reset_key") is None and _KEY not in self._outbox:
+            self._queue(_KEY, functools.partial(_keep_or, key_text))  # a lost hash: written back
+
+    def _garbage_value(self, ref: Ref, text: str, problem: str, merge: Merge, pending: Pending) -> None:
+        """An unreadable value record: the kill switch engages (what it guarded cannot be known), the
+        event is audited, and ``merge`` writes a good record over it. Lock held."""
+        reason = f"unreadable record in {self.store.describe()} {ref[0]}/{ref[1]}: {problem}"
+        logger.error("%s; the kill switch engages and the record is rewritten", reason)
+        self._audit("state_unreadable", reason, _AUTOMATIC, pending)
+        self.engage(KILL_SWITCH, reason, _AUTOMATIC, pending)
+        self._queue(ref, merge)
 
     def _lost(self, stored_epoch: Optional[str], pending: Pending) -> None:
         """The store no longer holds this desk's state: engage, audit, write back what is held."""

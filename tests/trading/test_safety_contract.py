@@ -30,7 +30,7 @@ from .safety_owners import (
 __all__ = ["audit", "backend", "desk"]  # fixtures
 
 D = Decimal
-DAILY_LOSS = "daily_loss: P&L -3% <= limit -2.0%"
+DAILY_LOSS = "daily_loss: P&L -3.00% <= limit -2.00%"
 
 
 # --- what one owner does, the other sees ---------------------------------------------------------------
@@ -58,7 +58,7 @@ def test_an_engage_in_one_owner_halts_the_other_and_runs_its_kill_handlers(desk:
     second.check_now()
     assert first.kill_switch_active
     assert second.kill_switch_active
-    assert audit.events() == ["kill_switch_engaged", "kill_switch_reset_refused"]
+    assert audit.events() == ["kill_switch_engaged", "kill_switch_heard", "kill_switch_reset_refused"]
     assert second_kills.reasons == ["risk desk: flatten everything"]  # once: adopting is not engaging again
 
 
@@ -107,15 +107,10 @@ def test_the_high_water_mark_is_shared(desk: Desk) -> None:
     desk.sees(first, lambda: first.kill_switch_active)
     assert first.get_status().details["max_drawdown"]["own_high_water_mark"] == D(1_100_000)
     assert first.get_status().details["max_drawdown"]["own_drawdown_pct"] == D(-10)
-    assert first_kills.reasons == ["drawdown -10.0000% <= limit -10.0%"]
+    assert first_kills.reasons == ["drawdown -10.00% <= limit -10.00%"]
     desk.sees(second, lambda: second.kill_switch_active)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engage_kill_switch in an owner that has not yet read another owner's keyed reset does nothing "
-    "(no kill handler, no record) and its next sync releases the switch",
-)
 def test_an_engage_after_another_owner_reset_is_not_lost(desk: Desk) -> None:
     first, kills = desk.owner_with_kills(reset_key=None)
     second = desk.owner()
@@ -216,15 +211,7 @@ def test_a_keyed_reset_the_store_cannot_take_releases_nothing(desk: Desk, failin
 
 
 @pytest.mark.parametrize("failing", sorted(FAILURES))
-def test_a_keyed_reset_the_store_cannot_take_is_audited_as_refused(
-    desk: Desk, audit: AuditWatch, failing: str, request: pytest.FixtureRequest
-) -> None:
-    if failing != "every-write":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, reason="BUG: a keyed reset whose release cannot be written is not audited as refused"
-            )
-        )
+def test_a_keyed_reset_the_store_cannot_take_is_audited_as_refused(desk: Desk, audit: AuditWatch, failing: str) -> None:
     first = desk.owner()
     first.engage_kill_switch("stop")
     restore = fail_writes_of(desk.store_of(first), FAILURES[failing])
@@ -236,11 +223,6 @@ def test_a_keyed_reset_the_store_cannot_take_is_audited_as_refused(
     assert "No space left on device" in refused[0]["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a keyed reset that fails after counting itself leaves the count behind; a kill-switch record that "
-    "later vanishes is then taken as released instead of restored",
-)
 def test_a_record_that_vanishes_after_a_half_done_reset_is_restored(desk: Desk) -> None:
     first, second = desk.owner(), desk.owner(reset_key=None)
     without_listener(first)
@@ -261,11 +243,6 @@ def test_a_record_that_vanishes_after_a_half_done_reset_is_restored(desk: Desk) 
     assert second.kill_switch_active
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reset_kill_switch re-bases the high-water mark (written) before the release, which may then fail: "
-    "a refused reset still lowers the shared peak",
-)
 def test_a_failed_keyed_reset_leaves_the_high_water_mark_alone(desk: Desk) -> None:
     provider = FakeProvider(total_value=D(1_000_000))
     first = desk.owner(provider)
@@ -302,11 +279,6 @@ def test_a_day_halt_release_the_store_cannot_take_releases_nothing(desk: Desk) -
     desk.sees(second, second.can_trade)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reset_breaker raises StateStoreError before firing the pending events: the 'state' trip callback "
-    "of the fault it set never runs",
-)
 def test_a_day_halt_release_the_store_cannot_take_fires_the_state_trip_callback(desk: Desk) -> None:
     first = desk.owner(FakeProvider(daily_pnl_pct=D(-3)), reset_key=None)
     without_listener(first)
@@ -321,17 +293,7 @@ def test_a_day_halt_release_the_store_cannot_take_fires_the_state_trip_callback(
     restore()
 
 
-def test_a_late_high_water_mark_never_lowers_a_higher_one_written_meanwhile(
-    desk: Desk, request: pytest.FixtureRequest
-) -> None:
-    if desk.kind != "redis":  # Redis owners re-read on every sync; the others trust an unchanged version
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG: an owner whose late high-water mark meets a higher stored one keeps its own lower "
-                "mark (the store's version did not change, so it never re-reads): a -10 % drawdown goes unseen",
-            )
-        )
+def test_a_late_high_water_mark_never_lowers_a_higher_one_written_meanwhile(desk: Desk) -> None:
     first_provider = FakeProvider(total_value=D(1_100_000))
     first = desk.owner(first_provider, reset_key=None)
     second_provider = FakeProvider(total_value=D(1_000_000))

@@ -19,7 +19,7 @@ from .safety_owners import AuditWatch, Desk, audit, desk, peek, peek_process, wi
 __all__ = ["audit", "backend", "desk"]  # fixtures
 
 D = Decimal
-DAILY_LOSS = "daily_loss: P&L -3% <= limit -2.0%"
+DAILY_LOSS = "daily_loss: P&L -3.00% <= limit -2.00%"
 OUT_OF_RANGE = json.dumps(
     {"reason": "old", "since": "0001-01-01T00:00:00+00:00", "trading_day": "2026-01-05", "actor": None, "id": "x"}
 )
@@ -55,17 +55,7 @@ def test_a_store_turned_to_garbage_engages_every_owner_until_a_keyed_reset(desk:
     assert events.index("kill_switch_engaged") < events.index("state_restarted") < events.index("kill_switch_reset")
 
 
-def test_a_keyed_reset_after_a_new_reading_starts_a_garbage_store_afresh(
-    desk: Desk, request: pytest.FixtureRequest
-) -> None:
-    if desk.kind == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG: reset_kill_switch re-bases the high-water mark (a store write) before the release that "
-                "starts an unreadable store afresh: the re-base fails, and the keyed reset with it",
-            )
-        )
+def test_a_keyed_reset_after_a_new_reading_starts_a_garbage_store_afresh(desk: Desk) -> None:
     provider = FakeProvider()
     first, second = desk.owner(provider), desk.owner(reset_key=None)
     first.check_now()
