@@ -497,9 +497,10 @@ class SafetyCore:
     def attach_key(self, secret: Optional[bytes], pending: Pending) -> bool:
         """Bind this process's reset key to the store's; True once done. Lock held.
 
-        The first process to arrive stores its hash; later ones must match it (ConfigError
-        otherwise). Until the store has been read, this process's own key (if any) is used, so that
-        a keyed reset can start an unreadable store afresh; :meth:`sync` calls this again.
+        The first process with a key stores its hash; later ones must match it (ConfigError
+        otherwise); one without a key adopts the stored hash whenever one appears. Until the store
+        has been read, this process's own key (if any) is used, so that a keyed reset can start an
+        unreadable store afresh; :meth:`sync` calls this again.
         """
         stored = self._stored.get(_KEY, _MISSING)
         if stored is _MISSING:  # not read yet
@@ -508,7 +509,7 @@ class SafetyCore:
             return False
         if stored is None:
             if secret is None:
-                return self.key is None
+                return self.key is not None  # keyless: bound once a process with the key has stored its hash
             mine = ResetKey(secret)
             text = json.dumps(mine.to_dict(), sort_keys=True)
             try:

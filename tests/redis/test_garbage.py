@@ -49,8 +49,7 @@ class Garbage:
     def write(self, client: redis.Redis) -> None:
         """Write it and announce it on the channel, as a writer of the namespace would."""
         if self.field is None:
-            client.delete(f"{NS}:{self.key}")
-            client.set(f"{NS}:{self.key}", self.value)
+            client.set(f"{NS}:{self.key}", self.value)  # replaces the hash in one step: never seen missing
         else:
             client.hset(f"{NS}:{self.key}", self.field, self.value)  # type: ignore[arg-type] # bytes too
         client.publish(f"{NS}:events", f"{self.key} {self.field}")
@@ -95,12 +94,19 @@ CASES = {
     "epoch-not-utf8": kill("values", "epoch", b"\xff\xfe", "state unreadable: redis junk: junk:values holds garbage"),
     "heartbeat-not-utf8": kill("procs", "someone", b"\xff", "state unreadable: redis junk: junk:procs holds garbage"),
     "values-not-a-hash": kill("values", None, "a string", "state unreadable: redis junk: a state key holds garbage"),
-    # records that cannot release or unlock anything: passes (a garbage count is never a release, a
-    # garbage lockout counts from zero, a garbage key hash stops only processes that start later)
-    "kill-switch-resets-not-a-number": Garbage("values", "kill_switch_resets", "lots", PASSES),
-    "lockout-not-json": Garbage("values", "reset_lockout", "{not json", PASSES),
-    "lockout-failures-infinite": Garbage("values", "reset_lockout", '{"failures": 1e999, "locked_until": 0}', PASSES),
-    "reset-key-not-json": Garbage("values", "reset_key", "{not json", PASSES),
+    # records that guard the kill switch's release: the kill switch engages (a tampered or damaged
+    # count, lockout or key hash cannot be told from a harmless one) and a good record replaces it
+    "kill-switch-resets-not-a-number": kill(
+        "values", "kill_switch_resets", "lots", "redis junk values/kill_switch_resets: not a count"
+    ),
+    "lockout-not-json": kill("values", "reset_lockout", "{not json", "redis junk values/reset_lockout: not a lockout"),
+    "lockout-failures-infinite": kill(
+        "values",
+        "reset_lockout",
+        '{"failures": 1e999, "locked_until": null}',
+        "redis junk values/reset_lockout: not a count of wrong keys",
+    ),
+    "reset-key-not-json": kill("values", "reset_key", "{not json", "redis junk values/reset_key: not a reset key hash"),
     # the namespace clock, as the order-rate limit uses it: garbage is read as 0 and rewritten
     "clock-offset-not-a-number": Garbage("clock", "offset", "abc", PASSES),
     "clock-offset-nan": Garbage("clock", "offset", "nan", PASSES),
@@ -114,7 +120,12 @@ CASES = {
 UNREADABLE = ("epoch-not-utf8", "heartbeat-not-utf8", "values-not-a-hash")
 PARAMS = [pytest.param(case, id=name) for name, case in CASES.items()] + [
     pytest.param(
-        Garbage("values", "reset_lockout", '{"failures": 9, "locked_until": "2999-01-01T00:00:00"}', PASSES),
+        kill(
+            "values",
+            "reset_lockout",
+            '{"failures": 9, "locked_until": "2999-01-01T00:00:00"}',
+            "redis junk values/reset_lockout: a lockout time without a zone",
+        ),
         id="lockout-naive-time",
     )
 ]
@@ -205,17 +216,22 @@ def test_keyed_reset_starts_an_unreadable_store_afresh(volatile_server: Server, 
     assert breakers.can_trade()
 
 
-def test_garbage_reset_key_blocks_a_process_that_starts_later(volatile_server: Server, desk: Desk) -> None:
-    """The running processes have their key; one that starts on a garbage hash cannot check its key
-    against it, so it cannot trade (fault ``state``) until the record is repaired by hand."""
+def test_a_garbage_reset_key_engages_every_process_and_the_key_writes_its_hash_over_it(
+    volatile_server: Server, desk: Desk
+) -> None:
+    """A key hash that cannot be read halts the processes running and those that start later; the
+    first process with the key writes its hash over the garbage, so the key releases them all."""
     running = desk(volatile_server, NS)
     with quick_client(volatile_server) as admin:
         admin.hset(f"{NS}:values", "reset_key", "{not json")
-    later = desk(volatile_server, NS)
-    never_raise(running, later)
-    assert running.can_trade()
-    assert not later.can_trade()
-    assert later.get_blocking_reasons()[0].startswith("state: redis junk: the stored reset key is unreadable")
+        later = desk(volatile_server, NS)
+        never_raise(running, later)
+        for breakers in (running, later):
+            assert breakers.kill_switch_active
+            assert "redis junk values/reset_key: not a reset key hash" in breakers.get_blocking_reasons()[0]
+        assert admin.hget(f"{NS}:values", "reset_key") not in (None, b"{not json")
+    assert later.reset_kill_switch(KEY)
+    wait_until(running.can_trade, seconds=3.0)
 
 
 def test_garbage_release_count_releases_nothing(volatile_server: Server, desk: Desk) -> None:

@@ -294,3 +294,19 @@ def test_right_key_while_not_engaged_changes_nothing(
     provider.total_value, provider.max_drawdown = D(880_000), D(-12)
     keyed_breakers.check_now()
     assert keyed_breakers.kill_switch_active  # no re-base happened: -12 % still engages
+
+
+def test_a_process_without_a_key_adopts_the_hash_a_keyed_process_stores_later() -> None:
+    """Started first, a desk without a key binds no key; once a desk with the key has stored its hash,
+    the keyless desk resets with that key too."""
+    from circuit_breakers.stores import MemoryStore  # noqa: PLC0415
+
+    store = MemoryStore()
+    keyless = TradingCircuitBreakers(FakeProvider(), store=store)
+    keyless.engage_kill_switch("stop")
+    with pytest.raises(KillSwitchError, match="no reset key configured"):
+        keyless.reset_kill_switch(RESET_KEY)
+    TradingCircuitBreakers(FakeProvider(), store=store, reset_key=RESET_KEY)  # stores its hash
+    assert keyless.reset_kill_switch(WRONG_KEY) is False
+    assert keyless.reset_kill_switch(RESET_KEY) is True
+    assert keyless.can_trade()
