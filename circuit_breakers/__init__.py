@@ -1,6 +1,47 @@
-"""Circuit breakers for synchronous, threaded trading systems.
+"""Circuit breakers, a kill switch and order-rate limits for synchronous, threaded trading systems.
 
-Public names only; each lives in the module named for its concept.
+Every call blocks and is thread-safe; money is ``decimal.Decimal``; intervals use the monotonic
+clock. Nothing is printed unless the application configures logging.
+
+Quick start::
+
+    from circuit_breakers import CircuitBreaker, CircuitOpenException, TradingCircuitBreakers
+
+    breaker = CircuitBreaker("broker_api")
+    try:
+        positions = breaker.call(broker.get_positions)   # counts outages, opens after too many
+    except CircuitOpenException as exc:
+        positions = {}                                   # exc.retry_after: when to try again
+
+    breakers = TradingCircuitBreakers(portfolio, reset_key="change-me", state_path="desk.db")
+    breakers.start_monitoring()                          # a daemon thread polls the portfolio
+    with breakers.trade_guard(order):                    # every pre-trade check, all or nothing
+        broker.place_order(order)                        # raises TradingHalted / OrderRejected
+
+The public names, by concept (all importable from ``circuit_breakers``):
+
+- One breaker around any call: ``CircuitBreaker``, ``CircuitBreakerConfig``, ``CircuitState``,
+  ``CircuitType``, ``Breaker`` (their base), ``BreakerMetrics``, ``circuit_breaker`` (decorator),
+  ``CircuitBreakerManager`` / ``default_manager`` (the registry), ``is_outage`` (what counts as a
+  failure by default), ``ExponentialBackoff`` / ``FixedBackoff`` / ``Backoff``.
+- Rate limits: ``RateLimiter``, ``Limit``, ``rate_limited`` (decorator).
+- The trading desk: ``TradingCircuitBreakers``, ``TradingBreakerConfig``, ``PortfolioProvider``
+  (what you implement), ``TradingStatus``, ``TradeGuard``, ``load_config`` / ``LimitsFile``.
+- Pre-trade checks: ``Order``, ``Side``, ``OrderLimits``, ``SymbolLimits``, ``OrderDecision``,
+  ``RejectReason``, ``TradingState``.
+- Errors: ``CircuitBreakerError`` and below it ``CircuitOpenException``, ``RateLimitExceeded``,
+  ``TradingHalted`` (``OrderRejected``), ``KillSwitchError``, ``StateStoreError``,
+  ``ConfigError`` (a ValueError), ``ConfigTypeError`` (a TypeError), ``DuplicateBreakerError``,
+  ``UnknownBreakerError``, ``UnknownOrderError``.
+- Time: ``Clock``, ``SystemClock``, ``ManualClock`` (for tests and replays).
+- Typing: ``Wrapped`` (``Protected``, ``RateLimited``): what the decorators return.
+- Shared by several hosts (extra ``redis``, loaded on first use): ``RedisStore``,
+  ``RedisCircuitBreaker``, ``RedisRateLimiter``. On one host: ``state_path=`` (SQLite).
+
+Subpackages: ``circuit_breakers.stores`` (where trading state lives), ``circuit_breakers.redis``,
+``circuit_breakers.ops`` (command line, Prometheus metrics, status page), ``circuit_breakers.replay``
+(a desk's history through the real breakers). The command line is ``circuit-breakers`` (or
+``python -m circuit_breakers``); ``--help`` lists its commands.
 """
 
 import importlib as _importlib
@@ -53,7 +94,7 @@ if _typing.TYPE_CHECKING:
     from circuit_breakers.redis import RedisRateLimiter as RedisRateLimiter
     from circuit_breakers.redis import RedisStore as RedisStore
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Nothing is printed unless the application configures logging (no last-resort output to stderr).
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())

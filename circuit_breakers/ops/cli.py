@@ -111,7 +111,7 @@ def parser(prog: str = "circuit-breakers") -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the random walk (default 7)")
     demo.add_argument("--verbose", action="store_true", help="also show the library's log records")
     demo.add_argument("--redis", metavar="URL", help="run two processes sharing state in Redis at URL instead")
-    follower = commands.add_parser("demo-follower", help=argparse.SUPPRESS)
+    follower = commands.add_parser("demo-follower")  # the demo's second process: no help, so not listed
     follower.add_argument("--redis", metavar="URL", required=True)
     follower.add_argument("--namespace", required=True)
     return top

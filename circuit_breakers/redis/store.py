@@ -124,6 +124,7 @@ class RedisStore:
 
     @property
     def kind(self) -> str:
+        """``"redis"``."""
         return "redis"
 
     def key(self, suffix: str) -> str:
@@ -131,6 +132,7 @@ class RedisStore:
         return f"{self.namespace}:{suffix}"
 
     def describe(self) -> str:
+        """``"redis <namespace>"``, for messages."""
         return f"redis {self.namespace}"
 
     def fail(self, doing: str, exc: BaseException) -> StateStoreError:
@@ -138,6 +140,12 @@ class RedisStore:
         return StateStoreError(f"{self.describe()}: cannot {doing}: {type(exc).__name__}: {exc}")
 
     def read(self) -> Tables:
+        """Every record of the three tables, read in one transaction (one round trip).
+
+        Raises CorruptStateError when a key of the namespace holds something that is not a hash of
+        text, StateStoreError when Redis cannot be reached or answers an error. Blocks up to the
+        client's socket timeout.
+        """
         try:
             pipeline = self.client.pipeline(transaction=True)
             for table in TABLES:
@@ -160,6 +168,12 @@ class RedisStore:
         return tables
 
     def compare_and_set(self, table: str, key: str, expected: Optional[str], new: Optional[str]) -> bool:
+        """Set ``table[key]`` to ``new`` (None deletes) if it holds ``expected`` (None: absent); True if set.
+
+        Atomic in one script, which also announces a change of a latch or a value on the namespace's
+        channel. Raises ConfigError / ConfigTypeError for a bad table, key or value (before any
+        call), StateStoreError when Redis fails. One round trip.
+        """
         check_record(table, key, expected, new)
         channel = self.channel if table in _ANNOUNCED else ""
         args = [key, "0" if expected is None else "1", expected or "", "0" if new is None else "1", new or ""]
@@ -172,6 +186,7 @@ class RedisStore:
         return reply == 1
 
     def put(self, table: str, key: str, value: Optional[str]) -> None:
+        """Set (None: delete) ``table[key]`` whatever it holds, and announce it. Raises as :meth:`compare_and_set`."""
         check_record(table, key, value)
         try:
             if value is None:
@@ -191,6 +206,8 @@ class RedisStore:
         return _Listener(self, on_change)
 
     def reset(self) -> None:
+        """Delete the namespace's three tables and announce it: only after its state proved unreadable
+        and a keyed reset chose to start afresh. Raises StateStoreError when Redis fails."""
         try:
             self.client.delete(*(self.key(table) for table in TABLES))
             self.client.publish(self.channel, "reset")
@@ -198,9 +215,10 @@ class RedisStore:
             raise self.fail("reset state", exc) from exc
 
     def close(self) -> None:
-        pass  # the client is the caller's; listeners are closed by their owners
+        """Nothing to release: the client is the caller's, listeners are closed by their owners."""
 
     def after_fork_in_child(self) -> None:
+        """In a forked child: start the namespace clock's estimate afresh (the pool renews itself)."""
         self.clock.after_fork_in_child()  # redis-py replaces its connection pool in a child by itself
 
     def __repr__(self) -> str:

@@ -33,10 +33,19 @@ from circuit_breakers.errors import ConfigError, ConfigTypeError
 from circuit_breakers.trading.config import TradingBreakerConfig
 from circuit_breakers.trading.orders import OrderLimits, SymbolLimits
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
+
+def _toml() -> Any:
+    """The TOML reader: the standard library's from Python 3.11, tomli (the ``toml`` extra) before."""
+    if sys.version_info >= (3, 11):
+        import tomllib  # noqa: PLC0415
+
+        return tomllib
+    try:  # pragma: no cover - exercised on Python < 3.11 only
+        import tomli  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        raise ImportError("reading TOML before Python 3.11 needs tomli: pip install 'circuit_breakers[toml]'") from None
+    return tomli  # pragma: no cover
+
 
 T = TypeVar("T")
 Convert = Callable[[str, object], object]
@@ -169,9 +178,10 @@ def parse_value(text: str) -> object:
     """A setting typed on a command line, read as a TOML value would be: ``-1.5`` a Decimal, ``10`` an
     int, ``true`` a bool, ``17:00:00`` a time; anything else is the string itself. Check the result
     with the field's entry in :data:`TRADING_FIELDS`."""
+    toml = _toml()
     try:
-        document = tomllib.loads(f"value = {text}", parse_float=Decimal)
-    except tomllib.TOMLDecodeError:
+        document = toml.loads(f"value = {text}", parse_float=Decimal)
+    except toml.TOMLDecodeError:
         return text
     return document["value"] if set(document) == {"value"} else text
 
@@ -229,13 +239,15 @@ def load_config(path: Union[str, os.PathLike[str]]) -> LimitsFile:
     ``Decimal("1.5")``). Raises ConfigError when the file cannot be read or is not TOML, for
     unknown tables and keys and for bad values, and ConfigTypeError for values of the wrong type;
     each message names the file, the table, the key and the value. Blocks while the file is read.
+    Before Python 3.11 it needs tomli (``pip install 'circuit_breakers[toml]'``; ImportError without).
     """
     source = os.fspath(path)
+    toml = _toml()
     try:
         with open(source, "rb") as stream:
-            document = tomllib.load(stream, parse_float=Decimal)
+            document = toml.load(stream, parse_float=Decimal)
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the limits file: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except toml.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
     return parse_config(document, source)

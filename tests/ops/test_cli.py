@@ -236,3 +236,12 @@ def test_a_key_file_is_read(tmp_path: Path) -> None:
     desk.check_now()
     assert desk.can_trade()
     desk.close()
+
+
+def test_help_lists_the_commands_and_hides_the_demo_helper() -> None:
+    run = command("--help")
+    assert run.returncode == 0
+    for name in ("status", "kill", "reset", "audit", "watch", "serve", "replay", "sweep", "demo"):
+        assert f"\n    {name} " in run.stdout, name
+    assert "demo-follower" not in run.stdout
+    assert "SUPPRESS" not in run.stdout
