@@ -217,7 +217,8 @@ def status_table(breakers: TradingCircuitBreakers) -> str:
         detail = status.details[name]
         state = "TRIPPED" if detail["state"] == "tripped" else detail["state"]
         value = "-" if detail["value"] is None else f"{detail['value']:.2f} {unit}"
-        rows.append((name, state, value, f"{detail['limit']} {unit}", detail["last_trip_reason"] or "-"))
+        limit = "-" if detail["limit"] is None else f"{detail['limit']:.2f} {unit}"  # one precision, as the values
+        rows.append((name, state, value, limit, detail["last_trip_reason"] or "-"))
     connection = status.details["connection"]
     failures = f"{connection['failures_in_window']} failures in window"
     rows.append(("connection", connection["state"], failures, "-", connection["last_failure_message"] or "-"))

@@ -116,7 +116,7 @@ def volatility(today_pct: Decimal, returns: Optional[Sequence[Decimal]], config:
             Level.TRIP,
             z,
             f"today {shown(today_pct)}% is {z_display} std devs from the mean "
-            f"(limit {config.volatility_std_threshold})",
+            f"(limit {shown(config.volatility_std_threshold)})",
         )
     return Verdict(Level.OK, z, f"today {shown(today_pct)}% is {z_display} std devs from the mean")
 

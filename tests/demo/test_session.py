@@ -56,7 +56,7 @@ def test_demo_shows_every_kind_of_event_in_order() -> None:
     reset = next(i for i, line in enumerate(lines) if "reset_kill_switch(<right key>)" in line)
     assert "RECOVERED max_drawdown" in lines[reset + 1]  # and the reset before the recovery it caused
     table = text[text.index("breaker ") :]
-    for shown in ("-2.0 %", "std devs", "failures in window", "10/min, 100/h"):  # units in the final table
+    for shown in ("-2.00 %", "std devs", "failures in window", "10/min, 100/h"):  # units in the final table
         assert shown in table
 
 
