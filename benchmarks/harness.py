@@ -81,8 +81,8 @@ class Settings:
             memory_window=1_000,
             redis_count=200,
             redis_reps=1,
-            redis_seconds=0.1,
-            redis_exact_seconds=0.3,
+            redis_seconds=0.05,
+            redis_exact_seconds=0.2,
         )
 
 

@@ -207,7 +207,12 @@ def parser_for(prog: Optional[str]) -> argparse.ArgumentParser:
         default=[],
         help=f"comma-separated peers to treat as missing, or redis to skip the redis case: {', '.join(WITHOUT)}",
     )
-    parser.add_argument("--profile", metavar="PATH", choices=sorted(PROFILED), help="cProfile one of our hot paths")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        choices=sorted(PROFILED),
+        help=f"cProfile one of our hot paths instead of running the cases: {', '.join(PROFILED)}",
+    )
     parser.add_argument("--profile-calls", type=int, default=1_000_000, help="calls under --profile (default 1e6)")
     parser.add_argument("--profile-top", type=int, default=15, help="functions listed by --profile (default 15)")
     return parser
