@@ -1,8 +1,8 @@
-"""Benchmark cases 1-4 and 6: the breaker's call paths, its rejections, the trading facade, and threads.
+"""Benchmark cases ``breaker-closed``, ``breaker-open``, ``breaker-with``, ``trading`` and ``threads``.
 
-Case 5 (rate limits) lives in ``ratelimit_cases.py``. Each case returns a CaseResult; figures that a
-later case compares with (the bare call, our closed-path call) are shared through the Context, so
-every ratio is between figures of the same process run.
+``rate-limits``, ``redis`` and ``replay`` live in their own modules. Each case returns a CaseResult and
+measures its own bare call beside its other figures (one interleaved group), so every ratio it prints is
+between figures taken together in the same process run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Type, Union
 
-from harness import (
+from circuit_breakers import (
+    CircuitBreaker,
+    CircuitBreakerManager,
+    CircuitOpenException,
+    OrderLimits,
+    RejectReason,
+    circuit_breaker,
+)
+
+from .harness import (
     Bench,
     CaseResult,
     Loop,
@@ -34,8 +43,8 @@ from harness import (
     thread_seconds,
     with_loop,
 )
-from peers import Peer
-from subjects import (
+from .peers import Peer
+from .subjects import (
     GUARD_POOL,
     GUARD_WINDOW,
     REFUSED_ORDER,
@@ -49,15 +58,6 @@ from subjects import (
     trade_guard_loop,
     trading,
     trivial,
-)
-
-from circuit_breakers import (
-    CircuitBreaker,
-    CircuitBreakerManager,
-    CircuitOpenException,
-    OrderLimits,
-    RejectReason,
-    circuit_breaker,
 )
 
 
@@ -106,15 +106,18 @@ def overhead(result: Optional[Result], bare: Optional[Result]) -> Optional[float
 def timing_table(
     title: str, rows: Sequence[Tuple[str, Optional[Result]]], bare: Optional[Result], notes: List[str]
 ) -> Table:
-    """ns/call, overhead above the bare call, spread and calls per repetition; skips become notes."""
-    table = Table(title, ["case", "ns/call", "overhead ns", "min-max ns/call", "calls/rep"])
+    """ns/call, overhead above the bare call, ns/call in bare calls, spread and calls per repetition; skips
+    become notes."""
+    table = Table(title, ["case", "ns/call", "overhead ns", "x bare", "min-max ns/call", "calls/rep"])
+    bare_ns = ns(bare)
     for label, result in rows:
         if isinstance(result, Stat):
             spread = f"{result.min_ns:,.1f}-{result.max_ns:,.1f}"
-            cells = [fmt_ns(result.ns_per_call), fmt_ns(overhead(result, bare)), spread, f"{result.calls:,}"]
+            times = "-" if not bare_ns else f"{result.ns_per_call / bare_ns:,.1f}"
+            cells = [fmt_ns(result.ns_per_call), fmt_ns(overhead(result, bare)), times, spread, f"{result.calls:,}"]
             table.rows.append([label, *cells])
         else:
-            table.rows.append([label, "skipped", "-", "-", "-"])
+            table.rows.append([label, "skipped", "-", "-", "-", "-"])
             if isinstance(result, Skipped):
                 notes.append(f"{label}: {result.reason}")
     return table
@@ -139,11 +142,11 @@ BARE = "bare call f()"
 LOCK = "lock baseline: with lock: counter += 1; f()"
 
 
-# --- 1. closed path -----------------------------------------------------------------------------
+# --- breaker-closed -------------------------------------------------------------------------------
 
 
 def closed_path(ctx: Context) -> CaseResult:
-    case = CaseResult("closed_path", "1. Closed-path protected call (trivial function)")
+    case = CaseResult("breaker-closed", "breaker-closed: protected call while CLOSED (trivial function)")
     named = circuit_breaker("bench_named", manager=CircuitBreakerManager())(trivial)
     res = case.results = measure_group(
         {
@@ -177,7 +180,7 @@ def closed_path(ctx: Context) -> CaseResult:
     return case
 
 
-# --- 2. rejection while open ----------------------------------------------------------------------
+# --- breaker-open (rejection while OPEN) ----------------------------------------------------------
 
 
 def _pybreaker_rejection(pybreaker: Any) -> Bench:
@@ -201,19 +204,22 @@ def _circuitbreaker_rejection(module: Any) -> Bench:
 
 
 def open_rejection(ctx: Context) -> CaseResult:
-    case = CaseResult("open_rejection", "2. Rejection cost while OPEN")
+    case = CaseResult("breaker-open", "breaker-open: rejection cost while OPEN")
     breaker = CircuitBreaker("bench_open")
     protected = breaker(trivial)
     breaker.force_open()
     expect_raises(protected, CircuitOpenException)
+    expect_raises(lambda: breaker.call(trivial), CircuitOpenException)
     if breaker.allow():
         raise AssertionError("allow() admitted a call while forced open")
     raising = catch_loop(protected, CircuitOpenException)
+    call_raising = catch_loop(breaker.call, CircuitOpenException, trivial)
     res = case.results = measure_group(
         {
             "bare": calls(trivial),
             "ours_closed": calls(CircuitBreaker("bench_closed")(trivial)),
             "ours_raise": Bench(lambda: raising),
+            "ours_call_raise": Bench(lambda: call_raising),
             "ours_allow": calls(breaker.allow),
             "pybreaker": peer_bench(ctx.peer("pybreaker"), _pybreaker_rejection),
             "circuitbreaker": peer_bench(ctx.peer("circuitbreaker"), _circuitbreaker_rejection),
@@ -224,14 +230,16 @@ def open_rejection(ctx: Context) -> CaseResult:
         (BARE, res["bare"]),
         ("ours @breaker, CLOSED", res["ours_closed"]),
         ("ours @breaker while OPEN, catch CircuitOpenException", res["ours_raise"]),
+        ("ours breaker.call(f) while OPEN, catch CircuitOpenException", res["ours_call_raise"]),
         ("ours allow() -> False", res["ours_allow"]),
         ("pybreaker open, catch CircuitBreakerError", res["pybreaker"]),
         ("circuitbreaker open, catch CircuitBreakerError", res["circuitbreaker"]),
     ]
     case.tables.append(timing_table("", rows, res["bare"], case.notes))
-    closed = res["ours_closed"]
+    closed, raised = res["ours_closed"], res["ours_raise"]
     case.ratios = [
         ns_ratio("ns/call: ours raising rejection / ours closed-path call", res["ours_raise"], closed),
+        ns_ratio("ns/call: ours breaker.call(f) rejection / @breaker rejection", res["ours_call_raise"], raised),
         ns_ratio("ns/call: ours allow() while OPEN / ours closed-path call", res["ours_allow"], closed),
         ns_ratio("ns/call: pybreaker rejection / ours raising rejection", res["pybreaker"], res["ours_raise"]),
         ns_ratio(
@@ -242,11 +250,11 @@ def open_rejection(ctx: Context) -> CaseResult:
     return case
 
 
-# --- 3. context manager ---------------------------------------------------------------------------
+# --- breaker-with ---------------------------------------------------------------------------------
 
 
 def context_manager(ctx: Context) -> CaseResult:
-    case = CaseResult("context_manager", "3. `with breaker:` context manager")
+    case = CaseResult("breaker-with", "breaker-with: `with breaker:` context manager")
     with_breaker = with_loop(CircuitBreaker("bench_with"), trivial)
     res = case.results = measure_group(
         {
@@ -271,11 +279,11 @@ def context_manager(ctx: Context) -> CaseResult:
     return case
 
 
-# --- 4. trading facade ----------------------------------------------------------------------------
+# --- trading --------------------------------------------------------------------------------------
 
 
 def trading_case(ctx: Context) -> CaseResult:
-    case = CaseResult("trading", "4. TradingCircuitBreakers (in-memory provider)")
+    case = CaseResult("trading", "trading: TradingCircuitBreakers (in-memory provider)")
     clear, clear_provider = trading()
     monitored, monitored_provider = trading(check_interval=3600.0)  # the monitor thread sleeps through the run
     tripped, tripped_provider = trading(tripped=True)
@@ -468,7 +476,7 @@ def _order_checks(ctx: Context, case: CaseResult, bare: Optional[Result]) -> Non
     )
 
 
-# --- 6. threads -----------------------------------------------------------------------------------
+# --- threads --------------------------------------------------------------------------------------
 
 
 def _hammer_rates(func: Callable[[], object], settings: Settings) -> Dict[int, float]:
@@ -499,7 +507,7 @@ def _sleep_rates(variants: Dict[str, Callable[[], object]], settings: Settings) 
 def threads_case(ctx: Context) -> CaseResult:
     settings = ctx.settings
     gc.collect()
-    case = CaseResult("threads", f"6. Threads (sys.getswitchinterval() = {_switch_interval_ms():g} ms)")
+    case = CaseResult("threads", f"threads: one breaker, many threads (switch interval {_switch_interval_ms():g} ms)")
     pybreaker = ctx.peer("pybreaker")
     hammer: Dict[str, Callable[[], object]] = {
         "ours @breaker": CircuitBreaker("bench_threads")(trivial),

@@ -81,8 +81,8 @@ class Settings:
             memory_window=1_000,
             redis_count=200,
             redis_reps=1,
-            redis_seconds=0.1,
-            redis_exact_seconds=0.3,
+            redis_seconds=0.05,
+            redis_exact_seconds=0.2,
         )
 
 
@@ -259,17 +259,31 @@ def call_loop(func: Callable[..., object], *args: object) -> Loop:
     raise ValueError(f"call_loop supports 0, 1 or 3 arguments, got {len(args)}")
 
 
-def catch_loop(func: Callable[[], object], exc_type: Type[BaseException]) -> Loop:
-    """A loop calling ``func()`` and catching ``exc_type`` (the rejection path of an open breaker)."""
+def catch_loop(func: Callable[..., object], exc_type: Type[BaseException], *args: object) -> Loop:
+    """A loop calling ``func(*args)`` and catching ``exc_type`` (the rejection path of an open breaker);
+    specialised by arity, as ``call_loop``."""
+    if not args:
 
-    def loop(n: int) -> None:
-        for _ in repeat(None, n):
-            try:  # noqa: SIM105 - contextlib.suppress would add its own cost to every call
-                func()
-            except exc_type:
-                pass
+        def loop0(n: int) -> None:
+            for _ in repeat(None, n):
+                try:  # noqa: SIM105 - contextlib.suppress would add its own cost to every call
+                    func()
+                except exc_type:
+                    pass
 
-    return loop
+        return loop0
+    if len(args) == 1:
+        (a,) = args
+
+        def loop1(n: int) -> None:
+            for _ in repeat(None, n):
+                try:  # noqa: SIM105 - as above
+                    func(a)
+                except exc_type:
+                    pass
+
+        return loop1
+    raise ValueError(f"catch_loop supports 0 or 1 argument, got {len(args)}")
 
 
 def with_loop(manager: Any, func: Callable[[], object]) -> Loop:

@@ -1,4 +1,4 @@
-"""Benchmark case 5: rate limiters. Speed (admitting and refusing), exactness, and memory.
+"""Benchmark case ``rate-limits``: rate limiters. Speed (admitting and refusing), exactness, and memory.
 
 Peers: limits' in-memory moving window (``MovingWindowRateLimiter(MemoryStorage())``, ``hit(item)``)
 and pyrate-limiter's in-memory limiter (v4 API: ``Limiter(Rate(n, Duration.MINUTE))``,
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from cases import Context, calls, ns_ratio, peer_bench, timing_table
-from harness import Bench, CaseResult, Loop, Settings, Table, call_loop, measure_group
-from peers import Peer
-from subjects import ADMIT_ALL, CountingProvider, trading, trivial
-
 from circuit_breakers import Limit, ManualClock, RateLimiter, TradingBreakerConfig, TradingCircuitBreakers
+
+from .cases import Context, calls, ns_ratio, peer_bench, timing_table
+from .harness import Bench, CaseResult, Loop, Settings, Table, call_loop, measure_group
+from .peers import Peer
+from .subjects import ADMIT_ALL, CountingProvider, trading, trivial
 
 Attempt = Callable[[], bool]
 """One non-blocking attempt to take a permit: True if admitted."""
@@ -464,7 +464,7 @@ def _memory_table(readings: List[MemoryReading], settings: Settings) -> Table:
 
 
 def rate_limits_case(ctx: Context) -> CaseResult:
-    case = CaseResult("rate_limits", "5. Rate limiters: RateLimiter.try_acquire(), record_order() and peers")
+    case = CaseResult("rate-limits", "rate-limits: RateLimiter.try_acquire(), record_order() and peers")
     closers: List[Callable[[], None]] = []
     try:
         _speed(ctx, case, closers)

@@ -1,4 +1,4 @@
-"""Case 8: replaying a history: rows per second end to end, and what one row costs inside the breakers.
+"""Benchmark case ``replay``: rows per second through replay(), and what one row costs inside the breakers.
 
 Two synthetic minute histories (seeded random walks, 390 rows a trading day): a calm one that never
 trips (the desk stays ACTIVE: the common path) and a turbulent one whose daily-loss limit trips most
@@ -20,12 +20,12 @@ from decimal import Decimal
 from typing import Dict, List, Tuple
 from zoneinfo import ZoneInfo
 
-from cases import Context
-from harness import Bench, CaseResult, Loop, Table, call_loop, fmt_int, fmt_ns, measure_group, ns
-
 from circuit_breakers import ManualClock, TradingBreakerConfig, TradingCircuitBreakers
 from circuit_breakers.replay import HistoryRow, read_csv, replay
 from circuit_breakers.replay.provider import HistoryProvider
+
+from .cases import Context
+from .harness import Bench, CaseResult, Loop, Table, call_loop, fmt_int, fmt_ns, measure_group, ns
 
 GOAL_ROWS_PER_SECOND = 50_000
 _NEW_YORK = ZoneInfo("America/New_York")
@@ -122,7 +122,7 @@ def _replay_case(ctx: Context) -> CaseResult:
     settings = ctx.settings
     rows = 2_000 if settings.quick else 10_000
     reps = 1 if settings.quick else 3
-    case = CaseResult("replay", "8. Replay: a history through the real breakers, one check_now() per row")
+    case = CaseResult("replay", "replay: a history through the real breakers, one check_now() per row")
     table = Table(
         f"replay() of {rows:,} minute rows ({reps} run{'s' if reps > 1 else ''}, median; min-max)",
         ["history", "rows/s", "min-max", "us per row", "trips"],

@@ -9,8 +9,6 @@ from decimal import Decimal
 from itertools import cycle, repeat
 from typing import Callable, Dict, List, Optional, Tuple
 
-from harness import Loop, call_loop, catch_loop, with_loop
-
 from circuit_breakers import (
     CircuitBreaker,
     CircuitBreakerManager,
@@ -25,6 +23,8 @@ from circuit_breakers import (
     TradingCircuitBreakers,
     circuit_breaker,
 )
+
+from .harness import Loop, call_loop, catch_loop, with_loop
 
 
 def trivial() -> int:
@@ -239,6 +239,12 @@ def _open_raise() -> Loop:
     return catch_loop(protected, CircuitOpenException)
 
 
+def _call_open_raise() -> Loop:
+    breaker = CircuitBreaker("profile_call_open")
+    breaker.force_open()
+    return catch_loop(breaker.call, CircuitOpenException, trivial)
+
+
 def _open_allow() -> Loop:
     breaker = CircuitBreaker("profile_allow")
     breaker.force_open()
@@ -292,6 +298,7 @@ HOT_PATHS: Dict[str, Callable[[], Loop]] = {
     "call": _call,
     "with": _with,
     "open_raise": _open_raise,
+    "call_open_raise": _call_open_raise,
     "open_allow": _open_allow,
     "can_trade": _can_trade,
     "can_trade_tripped": _can_trade_tripped,
