@@ -1,9 +1,11 @@
 """The safety core's state and the primitives its parts build on: latches, faults, durable writes.
 
-:class:`SafetyState` owns every field of the core and its one lock; the parts of
-:class:`~circuit_breakers.trading.safety.SafetyCore` (the high-water mark, the reset records, the
-store's adoption) are mixins over it and keep no state of their own. Everything here runs with the
-lock held, except where a docstring says otherwise.
+:class:`SafetyState` owns every field of the core and its one lock. The high-water mark
+(:mod:`~circuit_breakers.trading.high_water`) and the reset records
+(:mod:`~circuit_breakers.trading.reset_records`) are mixins over it that keep no state of their
+own; :class:`~circuit_breakers.trading.safety.SafetyCore` combines them and adds the transitions and
+the adoption of what the store holds. Everything here runs with the lock held, except where a
+docstring says otherwise.
 
 Writes go through the outbox: a record is queued with a :data:`~circuit_breakers.trading.records.Merge`
 and sent in order by :meth:`SafetyState._flush`; while anything waits there, trading is blocked.
