@@ -23,8 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from circuit_breakers.trading.orders import OrderDecision
-    from circuit_breakers.types import CircuitState, CircuitType
+    from circuit_breakers.types import CircuitState, CircuitType, OrderDecision
 
 
 class CircuitBreakerError(Exception):
@@ -128,7 +127,7 @@ class TradingHalted(CircuitBreakerError):
 class OrderRejected(TradingHalted):
     """Raised by ``trade_guard(order)`` when a pre-trade check refuses the order.
 
-    ``decision`` is the :class:`~circuit_breakers.trading.orders.OrderDecision` (``reason``,
+    ``decision`` is the :class:`~circuit_breakers.types.OrderDecision` (``reason``,
     ``message``); ``reasons`` holds its message, as for TradingHalted.
     """
 

@@ -1,5 +1,8 @@
 """Orders and the pre-trade limits they are checked against: Order, OrderLimits, OrderDecision.
 
+:class:`OrderDecision` and :class:`RejectReason` live in :mod:`circuit_breakers.types` (the exceptions
+carry them) and are re-exported here with the rest of the order vocabulary.
+
 The checks follow what SEC 15c3-5 (c)(1), MiFID II RTS 6 art. 15 and the FIA's automated-trading
 guidance ask of an order before it leaves: maximum value and size, price collars, duplicates,
 restricted instruments, exposure counting orders already sent, and message rates.
@@ -16,6 +19,7 @@ from typing import Dict, FrozenSet, Optional, Tuple, Union
 
 from circuit_breakers.config import check_int, check_number, to_decimal
 from circuit_breakers.errors import ConfigError, ConfigTypeError
+from circuit_breakers.types import OrderDecision, RejectReason
 
 
 class Side(str, enum.Enum):
@@ -41,24 +45,6 @@ class TradingState(str, enum.Enum):
     ACTIVE = "active"
     REDUCING = "reducing"
     HALTED = "halted"
-
-
-class RejectReason(str, enum.Enum):
-    """Why an order was refused."""
-
-    TRADING_HALTED = "trading_halted"
-    REDUCE_ONLY = "reduce_only"
-    RESTRICTED = "restricted"
-    MAX_QUANTITY = "max_quantity"
-    NO_REFERENCE_PRICE = "no_reference_price"
-    PRICE_COLLAR = "price_collar"
-    MAX_NOTIONAL = "max_notional"
-    DUPLICATE = "duplicate"
-    EXPOSURE = "exposure"
-    CONCENTRATION = "concentration"
-    RATE_LIMIT = "rate_limit"
-    MESSAGE_RATE = "message_rate"
-    TOO_MANY_PENDING = "too_many_pending"
 
 
 _LARGEST = Decimal("1e15")  # a quantity or price at or above this is a mistake, and its products overflow
@@ -135,18 +121,6 @@ class Order:
     def fingerprint(self) -> Tuple[str, Side, Decimal, Optional[Decimal]]:
         """What makes two orders duplicates: symbol, side, quantity and price."""
         return (self.symbol, self.side, self.quantity, self.price)
-
-
-@dataclass(frozen=True)
-class OrderDecision:
-    """The answer of a pre-trade check: ``accepted``, and if not, a ``reason`` and a ``message``."""
-
-    accepted: bool
-    reason: Optional[RejectReason] = None
-    message: str = "accepted"
-
-    def __bool__(self) -> bool:
-        return self.accepted
 
 
 ACCEPTED = OrderDecision(True)
@@ -284,3 +258,17 @@ def check_symbol(name: str, value: object) -> str:
     if not value or value != value.strip():
         raise ConfigError(f"{name}: a symbol must be non-empty, without surrounding whitespace, got {value!r}")
     return value
+
+
+__all__ = [
+    "ACCEPTED",
+    "Order",
+    "OrderDecision",
+    "OrderLimits",
+    "RejectReason",
+    "Side",
+    "SymbolLimits",
+    "TradingState",
+    "check_amount",
+    "check_symbol",
+]

@@ -106,9 +106,8 @@ def process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def heartbeat(breakers: Any, status: TradingStatus) -> str:
+def heartbeat(config: TradingBreakerConfig, status: TradingStatus) -> str:
     """A process's heartbeat record: who, when, and what it sees (for ``circuit-breakers status``)."""
-    config = breakers.config
     record = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
