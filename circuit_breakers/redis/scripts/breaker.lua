@@ -36,7 +36,8 @@ s.state = stored[1] or 'closed'
 for i = 2, #NAMES do s[NAMES[i]] = valid(stored[i]) end
 -- Garbage never opens anything: an unknown state is OPEN from now; an OPEN or HALF_OPEN state with
 -- unreadable timing starts its timeout again now; unreadable counts are zero, except the trial
--- permits in flight, which are all taken (no trial until the half-open timeout re-opens it).
+-- permits in flight of a HALF_OPEN breaker, which are all taken (no trial until the half-open
+-- timeout re-opens it).
 local garbage = false
 if s.state ~= 'closed' and s.state ~= 'open' and s.state ~= 'half_open' then
   s.state, s.opened_at, s.open_for, s.forced, garbage = 'open', now, nil, 0, true
@@ -48,7 +49,10 @@ for _, name in ipairs({'consecutive_trips', 'forced', 'successes', 'trips', 'rec
   if s[name] == nil then s[name] = 0 end
 end
 if s.opened_at == nil then s.opened_at = 0 end
-if s.in_flight == nil then s.in_flight, garbage = HALF_OPEN_MAX, true end
+if s.in_flight == nil then  -- permits are only held while HALF_OPEN (as a new period starts with none)
+  s.in_flight, garbage = 0, true
+  if s.state == 'half_open' then s.in_flight = HALF_OPEN_MAX end
+end
 if garbage then dirty = true end
 
 local function num(x) return string.format('%.17g', x) end
