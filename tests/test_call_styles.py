@@ -90,6 +90,7 @@ def test_decorator_preserves_metadata(make_any: MakeAny) -> None:
         return 1.0
 
     protected = make_any()(get_quote)
+    assert protected("SPY", venue="XNYS") == 1.0
     assert protected.__name__ == "get_quote"
     assert protected.__doc__ == "Return the last price."
     assert protected.__wrapped__ is get_quote  # type: ignore[attr-defined]
