@@ -30,7 +30,8 @@ from circuit_breakers import (
 
 AnyBreaker = Union[CircuitBreaker, RedisCircuitBreaker]
 MakeAny = Callable[..., Any]
-"""``make_any(name="test", circuit_type=GENERIC, **config_fields)``: a new breaker of the implementation under test."""
+"""``make_any(name="test", circuit_type=GENERIC, *, backoff=None, **config_fields)``: a new breaker of the
+implementation under test."""
 
 IMPLEMENTATIONS = ["in_process", "redis"]
 
@@ -44,17 +45,21 @@ def make_any(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Mak
     """
     if request.param == "in_process":
 
-        def local(name: str = "test", circuit_type: CircuitType = CircuitType.GENERIC, **fields: Any) -> AnyBreaker:
-            return CircuitBreaker(name, circuit_type, CircuitBreakerConfig(**fields), clock=clock)
+        def local(
+            name: str = "test", circuit_type: CircuitType = CircuitType.GENERIC, *, backoff: Any = None, **fields: Any
+        ) -> AnyBreaker:
+            return CircuitBreaker(name, circuit_type, CircuitBreakerConfig(**fields), clock=clock, backoff=backoff)
 
         yield local
         return
     client = request.getfixturevalue("memory_redis_server").client()
     namespace = f"contract-{uuid.uuid4().hex[:12]}"
 
-    def shared(name: str = "test", circuit_type: CircuitType = CircuitType.GENERIC, **fields: Any) -> AnyBreaker:
+    def shared(
+        name: str = "test", circuit_type: CircuitType = CircuitType.GENERIC, *, backoff: Any = None, **fields: Any
+    ) -> AnyBreaker:
         store = RedisStore(client, namespace, clock=clock)
-        return RedisCircuitBreaker(name, circuit_type, CircuitBreakerConfig(**fields), store=store)
+        return RedisCircuitBreaker(name, circuit_type, CircuitBreakerConfig(**fields), store=store, backoff=backoff)
 
     yield shared
     client.close()

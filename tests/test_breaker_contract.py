@@ -14,7 +14,7 @@ from typing import Callable, List
 
 import pytest
 
-from circuit_breakers import CircuitOpenException, CircuitState, CircuitType, ManualClock
+from circuit_breakers import Backoff, CircuitOpenException, CircuitState, CircuitType, ManualClock
 
 from .breakers import MakeAny, rejection, trip_again_from_half_open
 
@@ -331,6 +331,23 @@ def test_backoff_keeps_growing_past_32_trips_in_a_row(make_any: MakeAny, fail: D
     status = breaker.get_status()
     assert status["consecutive_trips"] == 40
     assert status["seconds_until_retry"] == pytest.approx(1.1**39)  # 41.1 s; trip 32 stayed open 19.2 s
+
+
+class Stairs(Backoff):
+    """A policy of one's own: 5 s, then 50 s, then 500 s for every trip after."""
+
+    def __call__(self, trip: int) -> float:
+        return (5.0, 50.0, 500.0)[min(trip, 3) - 1]
+
+
+def test_a_backoff_policy_of_ones_own_times_every_trip(make_any: MakeAny, fail: Drive, clock: ManualClock) -> None:
+    breaker = make_any(failure_threshold=1, backoff=Stairs())
+    fail(breaker)
+    for trip, seconds in enumerate([5.0, 50.0, 500.0, 500.0], start=1):
+        if trip > 1:
+            trip_again_from_half_open(breaker, clock, fail)
+        assert rejection(breaker).retry_after == pytest.approx(seconds), f"trip {trip}"
+        assert breaker.get_status()["current_open_timeout"] == seconds
 
 
 def test_closed_breaker_reports_backoff_of_next_trip(make_any: MakeAny) -> None:

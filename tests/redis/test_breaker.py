@@ -29,6 +29,7 @@ from circuit_breakers import (
     CircuitType,
     ConfigError,
     ConfigTypeError,
+    ManualClock,
     StateStoreError,
 )
 from circuit_breakers.redis import RedisCircuitBreaker, RedisStore
@@ -313,6 +314,26 @@ def test_bad_arguments_are_refused(redis_client: redis.Redis, arguments: Any, er
 
     with pytest.raises(error):
         build()
+
+
+@pytest.mark.parametrize("clock", [object(), "now", 0.0])
+def test_a_store_clock_must_be_a_clock(redis_client: redis.Redis, clock: object) -> None:
+    with pytest.raises(ConfigTypeError, match="monotonic"):
+        RedisStore(redis_client, "ns", clock=clock)  # type: ignore[arg-type]
+
+
+def test_a_store_clock_times_the_shared_breaker(redis_client: redis.Redis) -> None:
+    """For tests and replays: the given clock stands for the server's (namespace time) and this process's."""
+    clock = ManualClock()
+    config = CircuitBreakerConfig(failure_threshold=1, open_timeout_seconds=3600)
+    breaker = RedisCircuitBreaker("b", config=config, store=RedisStore(redis_client, "ns", clock=clock))
+    breaker.record_failure("down")
+    status = breaker.get_status()
+    assert (status["opened_at"], status["last_failure_time"]) == (clock.now().isoformat(), clock.now().isoformat())
+    assert status["seconds_until_retry"] == 3600
+    clock.advance(3600)
+    assert breaker.state is HALF_OPEN  # an hour, at once
+    assert int(redis_client.hget("ns:clock", "last") or 0) == round(clock.now().timestamp() * 1_000_000)
 
 
 def test_client_without_socket_timeout_is_refused(redis_server: RedisServer) -> None:
