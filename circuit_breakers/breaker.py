@@ -37,7 +37,7 @@ N1    any         an exception that counts as neither         counted as ignored
 L1    any         the outcome of a call admitted in an        counted in the metrics only                 same
                   earlier period (a late outcome)
 R1    any         ``record_success()``                        S1-S3 for the current period; while         same or
-                                                              HALF_OPEN only if a permit is out (else L1) CLOSED
+                                                              HALF_OPEN only with a permit out, else L1   CLOSED
 R2    any         ``record_failure(error)``, whatever the     F1-F3 for the current period; while OPEN    same or
                   error                                       it is only counted                          OPEN
 M1    any         ``force_open()``                            k unchanged; held until M2 or M3            OPEN
@@ -79,8 +79,10 @@ interpreter lock), under which each of these steps is atomic:
 
 A stale read is therefore never wrong, only late: it sends a call to the locked path (a period that
 just ended) or makes its outcome a late one. Free-threaded CPython (3.13t with the GIL disabled)
-gives none of these guarantees (``itertools.count`` is not atomic there): these paths would need the
-lock, as :func:`circuit_breakers.fast_path.protect` with ``lock_free=False`` takes it.
+gives no such global guarantee: each step would have to be atomic and ordered on its own, which is
+not promised for a period's fields against its publication (``itertools.count`` itself was made
+thread-safe there). On such a build these paths would need the lock, as
+:func:`circuit_breakers.fast_path.protect` with ``lock_free=False`` takes it.
 """
 
 from __future__ import annotations
