@@ -486,7 +486,9 @@ test_breaker_matches_model = BreakerMachine.TestCase
 class RedisBreakerMachine(BreakerMachine):
     """The same steps and model for a RedisCircuitBreaker, in a namespace of its own per example."""
 
-    client: redis.Redis
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__()
+        self.client = client
 
     def make(self, config: CircuitBreakerConfig) -> Union[CircuitBreaker, RedisCircuitBreaker]:
         self.namespace = f"model-{uuid.uuid4().hex}"
@@ -502,11 +504,10 @@ class RedisBreakerMachine(BreakerMachine):
 def test_redis_breaker_matches_model(memory_redis_server: RedisServer) -> None:
     client = memory_redis_server.client()
     try:
-        RedisBreakerMachine.client = client
         run_state_machine_as_test(
-            RedisBreakerMachine,
+            lambda: RedisBreakerMachine(client),
             settings=settings(
-                max_examples=100,
+                max_examples=75,
                 stateful_step_count=50,
                 deadline=None,
                 suppress_health_check=[HealthCheck.too_slow],
