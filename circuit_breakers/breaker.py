@@ -1,39 +1,101 @@
 """The CircuitBreaker state machine, usable as ``breaker.call(f)``, ``@breaker`` and ``with breaker:``.
 
-Flow of a protected call: an admission decision -> the call runs with no lock held -> a record of
-the outcome -> callbacks fired after the lock is released. The common cases take no lock at all:
-admission while CLOSED (always yes), rejection while OPEN before its timeout (always no), and a
-success while CLOSED (counted with atomic counters into the newest bucket of the window, see
-:class:`~circuit_breakers.window.BucketedWindow`). Everything that can change the state — a failure,
-a half-open trial, a timeout running out — takes the lock.
+The rules: one table for every implementation
+---------------------------------------------
+This table specifies :class:`CircuitBreaker` and :class:`~circuit_breakers.redis.RedisCircuitBreaker`
+alike; the functions that implement a row cite it, here and in ``redis/scripts/breaker.lua``. ``k``
+is the number of trips in a row, ``backoff(k)`` the open timeout of the k-th
+(:mod:`circuit_breakers.backoff`). A *period* is one stay in one state: each admission is tagged
+with its period, and an outcome moves the breaker only while its period is still the current one.
 
-Every admission is tagged with the *period* (one stay in one state) it entered under. An outcome
-moves the state machine only if its period is still the current one, so a call admitted before a
-trip that finishes late can neither close the breaker that opened meanwhile nor count against the
-window of a later CLOSED period. A half-open trial's permit belongs to its period: when the period
-ends, its permits end with it, so no permit can be lost.
+====  ==========  ==========================================  ==========================================  =========
+row   state       event                                       what happens                                then
+====  ==========  ==========================================  ==========================================  =========
+A1    CLOSED      a call asks to run                          admitted                                    CLOSED
+A2    OPEN        a call asks before the open timeout is      refused (counted): ``retry_after`` is the   OPEN
+                  over, or while forced open                  time left, None while forced
+A3    HALF_OPEN   a call asks, fewer than                     admitted with a trial permit; the first     HALF_OPEN
+                  ``half_open_max_calls`` permits out         of the period starts the half-open timer
+A4    HALF_OPEN   a call asks, every permit out               refused (counted): ``retry_after`` is 0     HALF_OPEN
+T1    OPEN        ``backoff(k)`` has passed since it opened   (never while forced)                        HALF_OPEN
+T2    HALF_OPEN   ``half_open_timeout_seconds`` have passed   a trip, whether a trial is still out or     OPEN
+                  since the first trial                       not
+S1    CLOSED      success                                     one more call in the window                 CLOSED
+S2    HALF_OPEN   trial success, ``success_threshold`` not    the permit is given back; one more trial    HALF_OPEN
+                  reached                                     success
+S3    HALF_OPEN   trial success reaching                      a recovery                                  CLOSED
+                  ``success_threshold``
+F1    CLOSED      failure, the window under both thresholds   one more call and failure in the window     CLOSED
+F2    CLOSED      failure bringing the window to              a trip                                      OPEN
+                  ``failure_threshold`` failures, or to a
+                  rate >= ``failure_rate_threshold`` over
+                  >= ``minimum_calls`` calls
+F3    HALF_OPEN   trial failure                               a trip                                      OPEN
+N1    any         an exception that counts as neither         counted as ignored; a trial gives its       same
+                  (excluded, unlisted, not an Exception,      permit back
+                  one of the library's refusals)
+L1    any         the outcome of a call admitted in an        counted in the metrics only                 same
+                  earlier period (a late outcome)
+R1    any         ``record_success()``                        S1-S3 for the current period; while         same or
+                                                              HALF_OPEN only with a permit out, else L1   CLOSED
+R2    any         ``record_failure(error)``, whatever the     F1-F3 for the current period; while OPEN    same or
+                  error                                       it is only counted                          OPEN
+M1    any         ``force_open()``                            k unchanged; held until M2 or M3            OPEN
+M2    not CLOSED  ``force_close()``                           a recovery                                  CLOSED
+M3    any         ``reset()``                                 M2, then a new CLOSED period with k, the    CLOSED
+                                                              window and every metric zero
+====  ==========  ==========================================  ==========================================  =========
+
+Entering a state (``enter``) whatever the row: E1, it starts a new period (empty window, no permit
+out, no trial success, no half-open timer) and fires the state change callbacks if the state
+differs; E2, OPEN not forced is trip k + 1, open ``backoff(k + 1)``, and OPEN entered from another
+state counts a trip, sets ``opened_at`` and fires the trip callbacks; E3, CLOSED sets k to 0 and
+``last_recovery_time`` and fires the recovery callbacks. Time alone (T1, T2) moves nothing until
+someone looks: ``refresh`` applies it on an admission while not CLOSED, on a trial's outcome and on
+every status read (``state``, ``get_status``, ``metrics``, ``current_backoff``); no timer threads.
+
+The Lua twins (``redis/scripts/breaker.lua``) carry the same names: ``enter`` (:meth:`~CircuitBreaker._enter`),
+``refresh``, ``retry_after``, ``admit`` (``_admit_locked``, what ``_admit`` decides under the lock),
+``succeeded`` (``_succeeded_locked``), ``failed``, ``release``, ``move``, ``observe``, and
+``window_add``, ``window_totals``, ``window_clear`` (:class:`~circuit_breakers.window.BucketedWindow`'s
+``add``, ``totals``, ``clear``). The generation stored in Redis plays the part of the period.
+
+Threads and the GIL
+-------------------
+One lock per breaker guards every change of state; the protected call and the callbacks run without
+it. Three hot paths take no lock at all: admission while CLOSED (A1), a rejection while OPEN before
+its timeout (A2) and a success while CLOSED (S1). They rest on the GIL (CPython's global
+interpreter lock), under which each of these steps is atomic:
+
+- loading ``self._period``, one reference that the lock-holder replaces by a new :class:`_Period`.
+  The fields a lock-free reader uses (``state``, ``started``, ``open_for``, ``forced``) are set
+  before the period is published and never change after, so the reader sees one whole period, the
+  old one or the new. ``in_flight``, ``successes`` and ``trial_started`` are used under the lock only.
+- counting into a :class:`~circuit_breakers.window.Tally` (``itertools.count().__next__``): one C
+  call, which the GIL never interrupts, so concurrent counts are never lost.
+- loading ``window.live``, one tuple replaced whole under the lock. A success counted through a
+  tuple read just before the window moved on still counts in its own bucket, or is dropped with its
+  period (E1): it was a late outcome (L1) anyway.
+
+A stale read is therefore never wrong, only late: it sends a call to the locked path (a period that
+just ended) or makes its outcome a late one. Free-threaded CPython (3.13t with the GIL disabled)
+gives no such global guarantee: each step would have to be atomic and ordered on its own, which is
+not promised for a period's fields against its publication (``itertools.count`` itself was made
+thread-safe there). On such a build these paths would need the lock, as
+:func:`circuit_breakers.fast_path.protect` with ``lock_free=False`` takes it.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from datetime import datetime
-from time import monotonic as _monotonic  # a module global, so that freezegun patches it
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 from typing_extensions import ParamSpec
 
+from circuit_breakers import fast_path
 from circuit_breakers.backoff import Backoff
-from circuit_breakers.breaker_base import (
-    NOT_RUN,
-    UNRUN,
-    Breaker,
-    BreakerMetrics,
-    describe_error,
-    ensure_sync,
-    refuse_unrun,
-)
+from circuit_breakers.breaker_base import Breaker, BreakerMetrics, describe_error
 from circuit_breakers.clock import SYSTEM_CLOCK, Clock
 from circuit_breakers.config import CircuitBreakerConfig
 from circuit_breakers.errors import CircuitOpenException, ConfigTypeError
@@ -43,11 +105,7 @@ from circuit_breakers.window import BucketedWindow, Tally
 from circuit_breakers.wrapped import Protected
 
 P = ParamSpec("P")
-P2 = ParamSpec("P2")
-S = TypeVar("S")
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
-T = TypeVar("T")
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
@@ -60,7 +118,7 @@ class _Period:
     __slots__ = ("state", "started", "open_for", "forced", "in_flight", "successes", "trial_started")
 
     def __init__(self, state: CircuitState, started: float, open_for: float = 0.0, forced: bool = False) -> None:
-        self.state = state
+        self.state = state  # state, started, open_for and forced never change once the period is published
         self.started = started
         self.open_for = open_for  # OPEN: seconds until HALF_OPEN (ignored when forced)
         self.forced = forced  # OPEN by force_open(): stays until force_close()/reset()
@@ -70,15 +128,15 @@ class _Period:
 
 
 class CircuitBreaker(Breaker["_Period"]):
-    """A thread-safe CLOSED / OPEN / HALF_OPEN breaker around any blocking call.
+    """A thread-safe CLOSED / OPEN / HALF_OPEN breaker around any blocking call (rules: this module's table).
 
     >>> breaker = CircuitBreaker("broker_api", CircuitType.CONNECTION_FAILURE)
     >>> breaker.call(len, "abc")
     3
 
     Calls never hold the breaker's lock while the protected function or a callback runs, so any
-    number of threads call through one breaker at once. Transitions OPEN -> HALF_OPEN and
-    half-open timeouts are observed lazily, on the next call or status read (no timer threads).
+    number of threads call through one breaker at once; the common cases take no lock at all
+    (see "Threads and the GIL" above). ``clock`` (default: the system clock) times everything.
     """
 
     def __init__(
@@ -97,26 +155,29 @@ class CircuitBreaker(Breaker["_Period"]):
             raise ConfigTypeError(f"clock must have monotonic() and now(), got {clock!r}")
         self._clock = clock
         self._mono = clock.monotonic
-        config = self.config
+        # The lock-free paths read time.monotonic directly on the system clock: 20 ns less than a method.
+        self._fast_mono: Optional[Callable[[], float]] = None if clock is SYSTEM_CLOCK else clock.monotonic
         # _lock guards every attribute below; reading the single reference _period needs no lock.
         self._lock = threading.Lock()
-        self._window = BucketedWindow(config.failure_window_seconds)
+        self._window = BucketedWindow(self.config.failure_window_seconds)
         self._period = _Period(_CLOSED, self._mono())
         self._zero_counters()
 
     def _zero_counters(self) -> None:
         self._consecutive_trips = 0
-        self._failures = self._ignored = self._trips = 0
+        self._failures = self._trips = 0
         self._successes = Tally()  # counted without the lock (read under it)
         self._rejections = Tally()
+        self._ignored = Tally()
         self._last_failure_time: Optional[datetime] = None
         self._last_failure_message: Optional[str] = None
         self._last_recovery_time: Optional[datetime] = None
         self._opened_at: Optional[datetime] = None
 
-    # --- transitions (lock held) ------------------------------------------------------------
+    # --- transitions (lock held); Lua twins: enter, refresh, retry_after ----------------------
 
     def _enter(self, state: CircuitState, now: float, pending: Pending, *, forced: bool = False) -> None:
+        """Start a new period in ``state`` (rows E1-E3)."""
         old = self._period.state
         open_for = 0.0
         if state is _OPEN:
@@ -139,7 +200,7 @@ class CircuitBreaker(Breaker["_Period"]):
             pending.append((self._on_state_change, (self.name, old, state)))
 
     def _refresh(self, now: float, pending: Pending) -> None:
-        """Apply the transitions that time alone causes."""
+        """Apply the transitions that time alone causes (rows T1, T2)."""
         period = self._period
         if period.state is _OPEN:
             if not period.forced and now - period.started >= period.open_for:
@@ -150,20 +211,25 @@ class CircuitBreaker(Breaker["_Period"]):
                 self._enter(_OPEN, now, pending)
 
     def _retry_after(self, period: _Period, now: float) -> Optional[float]:
+        """Seconds until a call may be admitted (rows A2, A4); None while forced open or CLOSED."""
         if period.state is _OPEN:
             return None if period.forced else max(period.started + period.open_for - now, 0.0)
         return 0.0 if period.state is _HALF_OPEN else None
 
-    # --- admission and outcomes -------------------------------------------------------------
+    # --- admission and outcomes; Lua twins: admit, succeeded, failed, release -------------------
 
     def _admit(self) -> Optional[_Period]:
-        """Return the admission tag, or None after counting a rejection."""
+        """Return the admission tag, or None after counting a rejection (rows A1-A4)."""
         period = self._period
-        if period.state is _CLOSED:
+        if period.state is _CLOSED:  # A1: nothing can change, no lock needed
             return period
         if period.state is _OPEN and (period.forced or self._mono() - period.started < period.open_for):
-            self._rejections.add()  # still open: nothing can change, no lock needed
+            self._rejections.add()  # A2: still open, no lock needed
             return None
+        return self._admit_locked()
+
+    def _admit_locked(self) -> Optional[_Period]:
+        """What :meth:`_admit` decides, all of it under the lock (rows A1-A4, after T1 and T2)."""
         pending: Pending = []
         ticket: Optional[_Period] = None
         with self._lock:
@@ -194,6 +260,7 @@ class CircuitBreaker(Breaker["_Period"]):
         return ticket
 
     def _succeeded(self, ticket: _Period) -> None:
+        """Record a success (rows S1-S3, L1): lock-free into the live bucket while CLOSED (S1)."""
         self._successes.add()
         if ticket.state is _CLOSED and ticket is self._period:
             now = self._mono()
@@ -201,6 +268,10 @@ class CircuitBreaker(Breaker["_Period"]):
             if start <= now < end:
                 add()
                 return
+        self._succeeded_locked(ticket)
+
+    def _succeeded_locked(self, ticket: _Period) -> None:
+        """What :meth:`_succeeded` does to the state, under the lock (rows S1-S3, L1)."""
         pending: Pending = []
         with self._lock:
             if ticket.state is _CLOSED:
@@ -219,6 +290,7 @@ class CircuitBreaker(Breaker["_Period"]):
             fire(pending)
 
     def _failed(self, ticket: _Period, error: object) -> None:
+        """Record a failure (rows F1-F3, L1, R2)."""
         pending: Pending = []
         with self._lock:
             now = self._mono()
@@ -229,12 +301,10 @@ class CircuitBreaker(Breaker["_Period"]):
                 self._refresh(now, pending)
             if ticket is self._period:
                 if ticket.state is _CLOSED:
-                    window = self._window
-                    window.add(now, True)
+                    calls, failures = self._window.add(now, True)
                     config = self.config
-                    if window.failures >= config.failure_threshold or (
-                        window.calls >= config.minimum_calls
-                        and window.failures / window.calls >= config.failure_rate_threshold
+                    if failures >= config.failure_threshold or (
+                        calls >= config.minimum_calls and failures / calls >= config.failure_rate_threshold
                     ):
                         self._enter(_OPEN, now, pending)
                 elif ticket.state is _HALF_OPEN:
@@ -242,11 +312,17 @@ class CircuitBreaker(Breaker["_Period"]):
         if pending:
             fire(pending)
 
+    def _release(self, ticket: _Period) -> None:
+        """Give back the trial permit of a call that was neither a success nor a failure (row N1)."""
+        if ticket.state is _HALF_OPEN:
+            with self._lock:
+                if ticket is self._period and ticket.in_flight > 0:
+                    ticket.in_flight -= 1
+
     def _ignored_outcome(self, ticket: _Period) -> None:
-        with self._lock:
-            self._ignored += 1
-            if ticket.state is _HALF_OPEN and ticket is self._period:
-                ticket.in_flight -= 1
+        """Count a call that was neither a success nor a failure, and give back its permit (row N1)."""
+        self._ignored.add()
+        self._release(ticket)
 
     def _raised(self, ticket: _Period, exc: BaseException) -> None:
         """Record an exception that left a protected call: failure, or neither (see the config)."""
@@ -257,69 +333,11 @@ class CircuitBreaker(Breaker["_Period"]):
 
     # --- call styles --------------------------------------------------------------------------
 
-    def call(self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call ``func(*args, **kwargs)`` through the breaker and return its result (see Breaker.call).
-
-        The same lock-free paths as the decorator's, inlined for the same reason (they are the hot
-        paths): a call admitted while CLOSED, a rejection while OPEN before its timeout. Every other
-        case (a half-open trial, a timeout that just ran out) takes the general path, with the lock.
-        """
-        ticket = self._period
-        if ticket.state is _OPEN:
-            left = None if ticket.forced else ticket.started + ticket.open_for - self._mono()
-            if left is None or left > 0:
-                self._rejections.add()
-                raise CircuitOpenException(self.name, self.circuit_type, _OPEN, left)
-        if ticket.state is not _CLOSED or not callable(func):
-            return Breaker.call(self, func, *args, **kwargs)
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            self._raised(ticket, exc)
-            raise
-        if isinstance(result, UNRUN):  # an async function: its body has not run
-            self._raised(ticket, NOT_RUN)
-            raise refuse_unrun(func, result)
-        self._succeeded(ticket)
-        return result
+    call = fast_path.call  # the lock-free paths A1, A2 and S1 inlined, as in the decorator
 
     def __call__(self, func: Callable[P, R]) -> Protected[P, R]:
         """Use the breaker as a decorator; the wrapper keeps ``func``'s signature and metadata."""
-        ensure_sync(func)
-        breaker, succeeded, raised = self, self._succeeded, self._raised
-        name, circuit_type, window = self.name, self.circuit_type, self._window
-        mono = None if self._clock is SYSTEM_CLOCK else self._mono  # None: read _monotonic, 20 ns sooner
-
-        @functools.wraps(func)
-        def protected(*args: P.args, **kwargs: P.kwargs) -> R:
-            ticket = breaker._period
-            if ticket.state is not _CLOSED:
-                if ticket.state is _OPEN:  # _admit's lock-free rejection, inlined
-                    left = None
-                    if not ticket.forced:
-                        left = ticket.started + ticket.open_for - (_monotonic() if mono is None else mono())
-                    if left is None or left > 0:
-                        breaker._rejections.add()
-                        raise CircuitOpenException(name, circuit_type, _OPEN, left)
-                return Breaker.call(breaker, func, *args, **kwargs)  # a half-open trial: the general path
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as exc:
-                raised(ticket, exc)
-                raise
-            # _succeeded's lock-free path, inlined: this is the hot path of the whole library.
-            if ticket is breaker._period:  # still the CLOSED period that admitted the call
-                now = _monotonic() if mono is None else mono()
-                start, end, add = window.live
-                if start <= now < end:
-                    add()
-                    breaker._successes.add()
-                    return result
-            succeeded(ticket)
-            return result
-
-        protected.breaker = self  # type: ignore[attr-defined]
-        return protected  # type: ignore[return-value]
+        return fast_path.protect(self, func)
 
     def allow(self) -> bool:
         """Return whether a call may go ahead now, without raising. Never blocks.
@@ -330,7 +348,7 @@ class CircuitBreaker(Breaker["_Period"]):
         return self._admit() is not None
 
     def record_success(self) -> None:
-        """Report a success of a call made after :meth:`allow`.
+        """Report a success of a call made after :meth:`allow` (row R1).
 
         While HALF_OPEN it counts as a trial success only if a trial permit is out; otherwise it
         is taken for the late outcome of a call admitted earlier and only counted in the metrics.
@@ -338,19 +356,19 @@ class CircuitBreaker(Breaker["_Period"]):
         self._succeeded(self._period)
 
     def record_failure(self, error: object = None) -> None:
-        """Report a failure (an exception or a message) of a call made after :meth:`allow`.
+        """Report a failure (an exception or a message) of a call made after :meth:`allow` (row R2).
 
         Counted as a failure whatever its type (the exception filters of the config apply only to
         calls the breaker makes itself), and in any state: a reported failure errs on the safe side.
         """
         self._failed(self._period, error)
 
-    # --- manual control -----------------------------------------------------------------------
+    # --- manual control; Lua twin: move -------------------------------------------------------
 
     def _move(self, state: CircuitState, pending: Pending, *, forced: bool = False, zero: bool = False) -> bool:
-        """Go to ``state``, collecting the events in ``pending`` for the caller to fire; True if it changed.
+        """Go to ``state`` (rows M1-M3), collecting the events in ``pending`` for the caller to fire.
 
-        For owners (the trading facade) that drive a breaker under their own lock.
+        Returns True if it changed. For owners (the trading facade) that drive a breaker under their own lock.
         """
         with self._lock:
             changed = self._period.state is not state or forced != self._period.forced
@@ -368,20 +386,21 @@ class CircuitBreaker(Breaker["_Period"]):
         fire(pending)
 
     def force_open(self) -> None:
-        """Open the breaker and keep it open until :meth:`force_close` or :meth:`reset`."""
+        """Open the breaker and keep it open until :meth:`force_close` or :meth:`reset` (row M1)."""
         self._set(_OPEN, forced=True)
 
     def force_close(self) -> None:
-        """Close the breaker now (a recovery: the backoff restarts). In-flight calls no longer count."""
+        """Close the breaker now (row M2: a recovery, the backoff restarts). In-flight calls no longer count."""
         self._set(_CLOSED)
 
     def reset(self) -> None:
-        """Return to the initial state: CLOSED, empty window, backoff restarted, every metric zero."""
+        """Return to the initial state (row M3): CLOSED, empty window, backoff restarted, every metric zero."""
         self._set(_CLOSED, zero=True)
 
-    # --- status ---------------------------------------------------------------------------------
+    # --- status; Lua twin: observe --------------------------------------------------------------
 
     def _observe(self) -> _Period:
+        """The current period, after the transitions time alone causes (T1, T2 on a status read)."""
         period = self._period
         if period.state is _CLOSED:
             return period
@@ -401,23 +420,25 @@ class CircuitBreaker(Breaker["_Period"]):
     @property
     def current_backoff(self) -> float:
         """Open timeout in seconds of the current trip (while CLOSED: of the next trip)."""
+        self._observe()
         with self._lock:
             return self._backoff(max(self._consecutive_trips, 1))
 
     @property
     def metrics(self) -> BreakerMetrics:
         """A consistent snapshot of the counters."""
+        self._observe()
         with self._lock:
             return self._metrics()
 
     def _metrics(self) -> BreakerMetrics:
-        successes, rejections = self._successes.value(), self._rejections.value()
+        successes, rejections, ignored = self._successes.value(), self._rejections.value(), self._ignored.value()
         return BreakerMetrics(
-            total_requests=successes + self._failures + rejections + self._ignored,
+            total_requests=successes + self._failures + rejections + ignored,
             successful_requests=successes,
             failed_requests=self._failures,
             rejected_requests=rejections,
-            ignored_requests=self._ignored,
+            ignored_requests=ignored,
             circuit_trips=self._trips,
             last_failure_time=self._last_failure_time,
             last_recovery_time=self._last_recovery_time,

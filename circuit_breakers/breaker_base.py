@@ -95,7 +95,7 @@ class Breaker(ABC, Generic[T]):
 
     Raises ConfigTypeError / ConfigError naming the argument for a bad name, type, config or
     ``backoff`` (a :class:`~circuit_breakers.backoff.Backoff`; by default the config's policy).
-    Subclasses implement ``_admit_or_raise``, ``_succeeded``, ``_raised`` and ``state``.
+    Subclasses implement ``_admit_or_raise``, ``_succeeded``, ``_raised``, ``_release`` and ``state``.
     """
 
     def __init__(
@@ -146,6 +146,10 @@ class Breaker(ABC, Generic[T]):
     def _raised(self, ticket: T, exc: BaseException) -> None:
         """Record an exception that left the call admitted with ``ticket``."""
 
+    @abstractmethod
+    def _release(self, ticket: T) -> None:
+        """Give back what the admission with ``ticket`` holds (a half-open trial permit), counting nothing."""
+
     @property
     @abstractmethod
     def state(self) -> CircuitState:
@@ -159,12 +163,12 @@ class Breaker(ABC, Generic[T]):
         re-raises whatever ``func`` raised. Raises ConfigTypeError, counting nothing, if ``func`` is
         not callable; and ConfigTypeError if it is async (its coroutine is closed unrun, and the
         call counts as neither success nor failure: it was admitted before that could be seen).
-        While the breaker rejects, a call is rejected before its function is looked at: finding an
-        async function there would cost every rejection a few hundred nanoseconds.
+        While the breaker rejects, a call is rejected before its function is looked at (the
+        in-process breaker's rejection, its hot path, never pays for that look).
         """
-        if not callable(func):
-            raise ConfigTypeError(f"a protected function must be callable, got {func!r}")
         ticket = self._admit_or_raise()
+        if not callable(func):
+            raise self._not_callable(ticket, func)
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
@@ -175,6 +179,11 @@ class Breaker(ABC, Generic[T]):
             raise refuse_unrun(func, result)
         self._succeeded(ticket)
         return result
+
+    def _not_callable(self, ticket: T, func: object) -> ConfigTypeError:
+        """Give back the admission of a call whose function is not callable; the error to raise."""
+        self._release(ticket)
+        return ConfigTypeError(f"a protected function must be callable, got {func!r}")
 
     def __enter__(self) -> Self:
         """Admit the block as one protected call; raises CircuitOpenException while rejecting."""

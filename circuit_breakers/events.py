@@ -40,16 +40,6 @@ class Callbacks(Generic[P]):
         with self._lock:
             self._items = (*self._items, callback)
 
-    def remove(self, callback: Callable[P, object]) -> None:
-        """Unregister ``callback``; raises ValueError if it was not registered."""
-        with self._lock:
-            items = list(self._items)
-            items.remove(callback)
-            self._items = tuple(items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
     def dispatch(self, *args: P.args, **kwargs: P.kwargs) -> List[Tuple[Callable[P, object], BaseException]]:
         """Call every callback; return the (callback, exception) pairs of those that raised.
 

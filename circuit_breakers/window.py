@@ -93,14 +93,15 @@ class BucketedWindow:
         # A clock that stepped back (only an injected one can) counts into the newest bucket.
         return head % self._size
 
-    def add(self, now: float, failed: bool) -> None:
-        """Count one call at time ``now``, a failure if ``failed``."""
+    def add(self, now: float, failed: bool) -> Tuple[int, int]:
+        """Count one call at time ``now``, a failure if ``failed``; return ``(calls, failures)`` in the window."""
         slot = self._advance(now)
         self._calls[slot] += 1
         self.calls += 1
         if failed:
             self._failures[slot] += 1
             self.failures += 1
+        return self.calls, self.failures
 
     def totals(self, now: float) -> Tuple[int, int]:
         """Return ``(calls, failures)`` in the window ending at ``now``."""

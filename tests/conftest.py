@@ -14,7 +14,7 @@ from circuit_breakers import (
     ManualClock,
 )
 
-pytest_plugins = ["tests.redis_server"]
+pytest_plugins = ["tests.redis_server", "tests.breakers"]
 
 
 class Boom(RuntimeError):

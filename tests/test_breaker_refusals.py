@@ -1,5 +1,8 @@
 """The library's own refusals never count as failures of a breaker, whatever the config and call style.
 
+The tests taking ``make_any`` are part of the breaker contract: they run against every
+implementation (tests/breakers.py).
+
 A refusal (RateLimitExceeded, CircuitOpenException, TradingHalted, OrderRejected, KillSwitchError)
 means nothing reached the remote side: it is counted as ignored (neither success nor failure) and
 gives back a half-open trial permit, even under ``failure_exceptions=(Exception,)``.
@@ -11,7 +14,6 @@ import functools
 from typing import Any, Callable, List
 
 import pytest
-import redis
 
 from circuit_breakers import (
     CircuitBreaker,
@@ -31,8 +33,8 @@ from circuit_breakers import (
     circuit_breaker,
     rate_limited,
 )
-from circuit_breakers.redis import RedisCircuitBreaker, RedisStore
 
+from .breakers import MakeAny
 from .conftest import Boom
 
 REFUSALS: List[CircuitBreakerError] = [
@@ -93,6 +95,22 @@ def test_circuit_breaker_over_rate_limited_ignores_the_throttled_calls(clock: Ma
     assert counts(breaker) == (3, 0, 5, 0)
 
 
+def test_any_breaker_over_rate_limited_ignores_the_throttled_calls(make_any: MakeAny, clock: ManualClock) -> None:
+    breaker = make_any(failure_threshold=1, failure_exceptions=(Exception,))
+
+    @breaker
+    @rate_limited(max_per_minute=1, clock=clock)
+    def get_quote() -> float:
+        return 101.25
+
+    assert get_quote() == 101.25
+    for _ in range(3):
+        with pytest.raises(RateLimitExceeded):
+            get_quote()
+    assert breaker.state is CircuitState.CLOSED
+    assert counts(breaker) == (1, 0, 3, 0)
+
+
 def test_rate_limited_over_circuit_breaker_never_reaches_the_breaker(clock: ManualClock) -> None:
     @rate_limited(max_per_minute=2, clock=clock)
     @circuit_breaker("broker", manager=CircuitBreakerManager(clock=clock), failure_threshold=3)
@@ -136,9 +154,9 @@ def test_an_open_inner_breaker_does_not_open_the_outer_one(clock: ManualClock) -
 @pytest.mark.parametrize("failure_exceptions", GREEDY_CONFIGS, ids=["Exception", "base", "types", "predicate"])
 @pytest.mark.parametrize("refusal", REFUSALS, ids=REFUSAL_IDS)
 def test_call_counts_a_refusal_as_ignored(
-    make_breaker: Callable[..., CircuitBreaker], refusal: CircuitBreakerError, failure_exceptions: Any
+    make_any: MakeAny, refusal: CircuitBreakerError, failure_exceptions: Any
 ) -> None:
-    breaker = make_breaker(failure_threshold=1, failure_exceptions=failure_exceptions)
+    breaker = make_any(failure_threshold=1, failure_exceptions=failure_exceptions)
     for _ in range(3):
         with pytest.raises(type(refusal)) as info:
             breaker.call(raiser(refusal))
@@ -152,10 +170,8 @@ def test_call_counts_a_refusal_as_ignored(
 
 
 @pytest.mark.parametrize("refusal", REFUSALS, ids=REFUSAL_IDS)
-def test_decorator_counts_a_refusal_as_ignored(
-    make_breaker: Callable[..., CircuitBreaker], refusal: CircuitBreakerError
-) -> None:
-    breaker = make_breaker(failure_threshold=1)
+def test_decorator_counts_a_refusal_as_ignored(make_any: MakeAny, refusal: CircuitBreakerError) -> None:
+    breaker = make_any(failure_threshold=1)
     protected = breaker(raiser(refusal))
     for _ in range(3):
         with pytest.raises(type(refusal)):
@@ -165,10 +181,8 @@ def test_decorator_counts_a_refusal_as_ignored(
 
 
 @pytest.mark.parametrize("refusal", REFUSALS, ids=REFUSAL_IDS)
-def test_with_block_counts_a_refusal_as_ignored(
-    make_breaker: Callable[..., CircuitBreaker], refusal: CircuitBreakerError
-) -> None:
-    breaker = make_breaker(failure_threshold=1)
+def test_with_block_counts_a_refusal_as_ignored(make_any: MakeAny, refusal: CircuitBreakerError) -> None:
+    breaker = make_any(failure_threshold=1)
     for _ in range(3):
         with pytest.raises(type(refusal)), breaker:
             raise refusal
@@ -179,9 +193,9 @@ def test_with_block_counts_a_refusal_as_ignored(
 @pytest.mark.parametrize("style", ["call", "decorator", "with"])
 @pytest.mark.parametrize("refusal", REFUSALS, ids=REFUSAL_IDS)
 def test_a_refused_trial_gives_its_half_open_permit_back(
-    make_breaker: Callable[..., CircuitBreaker], clock: ManualClock, refusal: CircuitBreakerError, style: str
+    make_any: MakeAny, clock: ManualClock, refusal: CircuitBreakerError, style: str
 ) -> None:
-    breaker = make_breaker(failure_threshold=1, open_timeout_seconds=10, success_threshold=1, half_open_max_calls=1)
+    breaker = make_any(failure_threshold=1, open_timeout_seconds=10, success_threshold=1, half_open_max_calls=1)
     with pytest.raises(Boom):
         breaker.call(raiser(Boom()))
     clock.advance(10)
@@ -206,8 +220,8 @@ def test_a_refused_trial_gives_its_half_open_permit_back(
     assert counts(breaker) == (1, 1, 1, 0)
 
 
-def test_excluded_exceptions_still_apply_next_to_the_refusals(make_breaker: Callable[..., CircuitBreaker]) -> None:
-    breaker = make_breaker(failure_threshold=5, excluded_exceptions=(KeyError,))
+def test_excluded_exceptions_still_apply_next_to_the_refusals(make_any: MakeAny) -> None:
+    breaker = make_any(failure_threshold=5, excluded_exceptions=(KeyError,))
     with pytest.raises(KeyError):
         breaker.call(raiser(KeyError("order_id")))
     with pytest.raises(RateLimitExceeded):
@@ -215,44 +229,3 @@ def test_excluded_exceptions_still_apply_next_to_the_refusals(make_breaker: Call
     with pytest.raises(Boom):
         breaker.call(raiser(Boom()))
     assert counts(breaker) == (0, 1, 2, 0)
-
-
-# --- the Redis breaker shares the rule --------------------------------------------------------
-
-
-@pytest.fixture
-def redis_breaker(redis_client: redis.Redis) -> RedisCircuitBreaker:
-    config = CircuitBreakerConfig(failure_threshold=1, failure_exceptions=(Exception,))
-    return RedisCircuitBreaker("refusals", CircuitType.GENERIC, config, store=RedisStore(redis_client, "refusals"))
-
-
-@pytest.mark.parametrize("refusal", REFUSALS, ids=REFUSAL_IDS)
-def test_redis_breaker_counts_a_refusal_as_ignored(
-    redis_breaker: RedisCircuitBreaker, refusal: CircuitBreakerError
-) -> None:
-    protected = redis_breaker(raiser(refusal))
-    with pytest.raises(type(refusal)):
-        redis_breaker.call(raiser(refusal))
-    with pytest.raises(type(refusal)):
-        protected()
-    with pytest.raises(type(refusal)), redis_breaker:
-        raise refusal
-    assert redis_breaker.state is CircuitState.CLOSED
-    assert counts(redis_breaker) == (0, 0, 3, 0)
-    with pytest.raises(Boom):
-        redis_breaker.call(raiser(Boom()))
-    assert redis_breaker.state is CircuitState.OPEN
-
-
-def test_redis_breaker_over_rate_limited(redis_breaker: RedisCircuitBreaker, clock: ManualClock) -> None:
-    @redis_breaker
-    @rate_limited(max_per_minute=1, clock=clock)
-    def get_quote() -> float:
-        return 101.25
-
-    assert get_quote() == 101.25
-    for _ in range(3):
-        with pytest.raises(RateLimitExceeded):
-            get_quote()
-    assert redis_breaker.state is CircuitState.CLOSED
-    assert counts(redis_breaker) == (1, 0, 3, 0)

@@ -1,10 +1,14 @@
-"""The three ways to call through a breaker: call(), decorators and the with statement."""
+"""The three ways to call through a breaker: call(), decorators and the with statement.
+
+The tests taking ``make_any`` are part of the breaker contract (tests/breakers.py): they run against
+every implementation. The ``@circuit_breaker(name)`` registry decorator is the in-process breaker's.
+"""
 
 from __future__ import annotations
 
 import inspect
 import threading
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -22,6 +26,7 @@ from circuit_breakers import (
     default_manager,
 )
 
+from .breakers import MakeAny
 from .conftest import Boom
 
 MakeBreaker = Callable[..., CircuitBreaker]
@@ -48,30 +53,30 @@ def join_all(threads: List[threading.Thread]) -> None:
 # --- call() -----------------------------------------------------------------------------------
 
 
-def test_call_passes_args_and_kwargs_and_returns_result(make_breaker: MakeBreaker) -> None:
+def test_call_passes_args_and_kwargs_and_returns_result(make_any: MakeAny) -> None:
     def price(symbol: str, *, scale: int = 1) -> str:
         return f"{symbol}:{100 * scale}"
 
-    assert make_breaker().call(price, "SPY", scale=2) == "SPY:200"
+    assert make_any().call(price, "SPY", scale=2) == "SPY:200"
 
 
-def test_call_accepts_kwargs_named_like_its_own_parameter(make_breaker: MakeBreaker) -> None:
-    assert make_breaker().call(dict, func=1, args=2) == {"func": 1, "args": 2}
+def test_call_accepts_kwargs_named_like_its_own_parameter(make_any: MakeAny) -> None:
+    assert make_any().call(dict, func=1, args=2) == {"func": 1, "args": 2}
 
 
-def test_call_reraises_the_same_exception(make_breaker: MakeBreaker) -> None:
+def test_call_reraises_the_same_exception(make_any: MakeAny) -> None:
     error = Boom("original")
 
     def raise_it() -> None:
         raise error
 
     with pytest.raises(Boom) as info:
-        make_breaker().call(raise_it)
+        make_any().call(raise_it)
     assert info.value is error
 
 
-def test_call_counts_success(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker()
+def test_call_counts_success(make_any: MakeAny) -> None:
+    breaker = make_any()
     breaker.call(len, "abc")
     assert breaker.metrics.successful_requests == 1
 
@@ -79,12 +84,13 @@ def test_call_counts_success(make_breaker: MakeBreaker) -> None:
 # --- @breaker ---------------------------------------------------------------------------------
 
 
-def test_decorator_preserves_metadata(make_breaker: MakeBreaker) -> None:
+def test_decorator_preserves_metadata(make_any: MakeAny) -> None:
     def get_quote(symbol: str, venue: str = "NYSE") -> float:
         """Return the last price."""
         return 1.0
 
-    protected = make_breaker()(get_quote)
+    protected = make_any()(get_quote)
+    assert protected("SPY", venue="XNYS") == 1.0
     assert protected.__name__ == "get_quote"
     assert protected.__doc__ == "Return the last price."
     assert protected.__wrapped__ is get_quote  # type: ignore[attr-defined]
@@ -92,8 +98,8 @@ def test_decorator_preserves_metadata(make_breaker: MakeBreaker) -> None:
     assert inspect.signature(protected) == inspect.signature(get_quote)
 
 
-def test_decorator_exposes_breaker(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker()
+def test_decorator_exposes_breaker(make_any: MakeAny) -> None:
+    breaker = make_any()
 
     @breaker
     def ping() -> str:
@@ -104,8 +110,8 @@ def test_decorator_exposes_breaker(make_breaker: MakeBreaker) -> None:
     assert breaker.metrics.successful_requests == 1
 
 
-def test_decorated_function_is_not_called_while_open(make_breaker: MakeBreaker, fail: Drive) -> None:
-    breaker = make_breaker(failure_threshold=1)
+def test_decorated_function_is_not_called_while_open(make_any: MakeAny, fail: Drive) -> None:
+    breaker = make_any(failure_threshold=1)
     calls = []
 
     @breaker
@@ -118,8 +124,8 @@ def test_decorated_function_is_not_called_while_open(make_breaker: MakeBreaker, 
     assert calls == []
 
 
-def test_decorated_function_failures_trip_breaker(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker(failure_threshold=2)
+def test_decorated_function_failures_trip_breaker(make_any: MakeAny) -> None:
+    breaker = make_any(failure_threshold=2)
 
     @breaker
     def broken() -> None:
@@ -162,8 +168,23 @@ def test_decorated_method_signature_keeps_self() -> None:
     assert list(inspect.signature(_Client(0).fetch).parameters) == ["offset"]
 
 
-def test_decorating_bound_method_works(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker()
+def test_decorated_method_binds_to_its_instance(make_any: MakeAny) -> None:
+    breaker = make_any()
+
+    class Client:
+        def __init__(self, venue: str) -> None:
+            self.venue = venue
+
+        @breaker
+        def quote(self, symbol: str) -> str:
+            return f"{self.venue}:{symbol}"
+
+    assert Client("XNYS").quote("SPY") == "XNYS:SPY"
+    assert Client.quote.breaker is breaker
+
+
+def test_decorating_bound_method_works(make_any: MakeAny) -> None:
+    breaker = make_any()
     client = _Client(100)
     protected = breaker(client.fetch)
     assert protected(1) == 101
@@ -183,9 +204,9 @@ def _gen() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("func", [_async_fetch, _gen, _async_gen], ids=["async", "generator", "async_generator"])
-def test_breaker_refuses_non_blocking_functions(make_breaker: MakeBreaker, func: Callable[..., object]) -> None:
+def test_breaker_refuses_non_blocking_functions(make_any: MakeAny, func: Callable[..., object]) -> None:
     with pytest.raises(ConfigTypeError):
-        make_breaker()(func)
+        make_any()(func)
 
 
 @pytest.mark.parametrize("func", [_async_fetch, _gen, _async_gen], ids=["async", "generator", "async_generator"])
@@ -196,9 +217,54 @@ def test_circuit_breaker_refuses_non_blocking_functions(
         circuit_breaker("nb", manager=registry)(func)
 
 
-def test_decorating_non_callable_raises(make_breaker: MakeBreaker) -> None:
+async def _fetch_price() -> float:
+    return 101.5
+
+
+def test_a_coroutine_returned_through_any_call_style_is_refused_and_counted_as_neither(
+    make_any: MakeAny, fail: Drive
+) -> None:
+    """A plain function that returns a coroutine passes the decorator's check; the call still refuses it."""
+    breaker = make_any(failure_threshold=1)
+
+    def lazy() -> Any:  # a sync function returning an unrun coroutine
+        return _fetch_price()
+
+    protected = breaker(lazy)
+    for call in (protected, lambda: breaker.call(lazy)):
+        with pytest.raises(ConfigTypeError, match="async"):
+            call()
+    assert breaker.is_closed
+    metrics = breaker.metrics
+    assert (metrics.successful_requests, metrics.failed_requests, metrics.ignored_requests) == (0, 0, 2)
+    assert breaker.get_status()["calls_in_window"] == 0
+
+
+@pytest.mark.parametrize("state", ["closed", "half_open", "open"])
+def test_call_with_a_non_callable_is_refused_after_admission(
+    make_any: MakeAny, fail: Drive, clock: ManualClock, state: str
+) -> None:
+    """A non-callable is a ConfigTypeError counting nothing; while the breaker refuses, it is refused first."""
+    breaker = make_any(failure_threshold=1, half_open_max_calls=1, open_timeout_seconds=10)
+    if state != "closed":
+        fail(breaker)
+        clock.advance(10 if state == "half_open" else 5)
+    before = breaker.metrics
+    if state == "open":
+        with pytest.raises(CircuitOpenException):
+            breaker.call(42)  # type: ignore[call-overload]
+        assert breaker.metrics.rejected_requests == before.rejected_requests + 1
+        return
+    with pytest.raises(ConfigTypeError, match="callable"):
+        breaker.call(42)  # type: ignore[call-overload]
+    assert breaker.metrics == before
+    assert breaker.get_status()["half_open_in_flight"] == 0  # a half-open permit was given back
+    assert breaker.allow()
+
+
+def test_decorating_non_callable_raises(make_any: MakeAny) -> None:
     with pytest.raises(ConfigTypeError):
-        make_breaker()(42)  # type: ignore[arg-type]
+        make_any()(42)  # type: ignore[arg-type]
 
 
 # --- @circuit_breaker(...) --------------------------------------------------------------------
@@ -329,15 +395,15 @@ def test_circuit_breaker_uses_default_manager() -> None:
 # --- with breaker: ----------------------------------------------------------------------------
 
 
-def test_with_returns_breaker_and_counts_success(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker()
+def test_with_returns_breaker_and_counts_success(make_any: MakeAny) -> None:
+    breaker = make_any()
     with breaker as entered:
         assert entered is breaker
     assert breaker.metrics.successful_requests == 1
 
 
-def test_with_rejects_on_entry_when_open(make_breaker: MakeBreaker, fail: Drive) -> None:
-    breaker = make_breaker(failure_threshold=1)
+def test_with_rejects_on_entry_when_open(make_any: MakeAny, fail: Drive) -> None:
+    breaker = make_any(failure_threshold=1)
     fail(breaker)
     ran = []
     with pytest.raises(CircuitOpenException), breaker:
@@ -346,8 +412,8 @@ def test_with_rejects_on_entry_when_open(make_breaker: MakeBreaker, fail: Drive)
     assert breaker.metrics.rejected_requests == 1
 
 
-def test_with_exception_counts_as_failure_and_propagates(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker(failure_threshold=1)
+def test_with_exception_counts_as_failure_and_propagates(make_any: MakeAny) -> None:
+    breaker = make_any(failure_threshold=1)
     error = Boom("in block")
     with pytest.raises(Boom) as info, breaker:
         raise error
@@ -356,16 +422,16 @@ def test_with_exception_counts_as_failure_and_propagates(make_breaker: MakeBreak
     assert breaker.state is CircuitState.OPEN
 
 
-def test_with_excluded_exception_counts_as_neither(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker(failure_threshold=1, excluded_exceptions=(KeyError,))
+def test_with_excluded_exception_counts_as_neither(make_any: MakeAny) -> None:
+    breaker = make_any(failure_threshold=1, excluded_exceptions=(KeyError,))
     with pytest.raises(KeyError), breaker:
         raise KeyError("k")
     assert breaker.state is CircuitState.CLOSED
     assert breaker.metrics.ignored_requests == 1
 
 
-def test_nested_with_on_one_thread_tracks_each_entry(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker(failure_threshold=10)
+def test_nested_with_on_one_thread_tracks_each_entry(make_any: MakeAny) -> None:
+    breaker = make_any(failure_threshold=10)
     with breaker:
         with pytest.raises(Boom), breaker:
             raise Boom("inner")
@@ -375,10 +441,23 @@ def test_nested_with_on_one_thread_tracks_each_entry(make_breaker: MakeBreaker) 
     assert (metrics.successful_requests, metrics.failed_requests) == (2, 1)
 
 
-def test_nested_with_in_half_open_takes_one_permit_each(
-    make_breaker: MakeBreaker, fail: Drive, clock: ManualClock
-) -> None:
-    breaker = make_breaker(failure_threshold=1, half_open_max_calls=2, success_threshold=2)
+def test_nested_with_blocks_track_each_entry(make_any: MakeAny) -> None:
+    breaker = make_any(failure_threshold=1)
+
+    def outer_fails_inner_succeeds() -> None:
+        with breaker:
+            with breaker:
+                pass
+            raise Boom("outer")
+
+    with pytest.raises(Boom):
+        outer_fails_inner_succeeds()
+    assert breaker.is_open
+    assert breaker.metrics.successful_requests == 1
+
+
+def test_nested_with_in_half_open_takes_one_permit_each(make_any: MakeAny, fail: Drive, clock: ManualClock) -> None:
+    breaker = make_any(failure_threshold=1, half_open_max_calls=2, success_threshold=2)
     fail(breaker)
     clock.advance(60)
     with breaker:
@@ -390,8 +469,8 @@ def test_nested_with_in_half_open_takes_one_permit_each(
     assert breaker.state is CircuitState.CLOSED
 
 
-def test_with_entries_from_many_threads_are_tracked_per_entry(make_breaker: MakeBreaker) -> None:
-    breaker = make_breaker(failure_threshold=1000, minimum_calls=1000)
+def test_with_entries_from_many_threads_are_tracked_per_entry(make_any: MakeAny) -> None:
+    breaker = make_any(failure_threshold=1000, minimum_calls=1000)
     workers = 8
     inside = threading.Barrier(workers, timeout=10)
     errors: List[BaseException] = []
@@ -422,8 +501,8 @@ def test_with_entries_from_many_threads_are_tracked_per_entry(make_breaker: Make
     assert (metrics.successful_requests, metrics.failed_requests) == (workers + workers // 2, workers // 2)
 
 
-def test_with_stack_is_per_thread(make_breaker: MakeBreaker, fail: Drive, clock: ManualClock) -> None:
-    breaker = make_breaker(failure_threshold=1, success_threshold=1, half_open_max_calls=1)
+def test_with_stack_is_per_thread(make_any: MakeAny, fail: Drive, clock: ManualClock) -> None:
+    breaker = make_any(failure_threshold=1, success_threshold=1, half_open_max_calls=1)
     entered, release = threading.Event(), threading.Event()
     errors: List[BaseException] = []
 

@@ -1,4 +1,8 @@
-"""Model-based test: a CircuitBreaker on a ManualClock against a pure-Python model of the README rules.
+"""Model-based test: both breakers, on a ManualClock, against a pure-Python model of the README rules.
+
+The same machine drives a CircuitBreaker and a RedisCircuitBreaker (against a real redis-server,
+its store given the ManualClock, so that the scripts take their time from it): one model, one set
+of rules, two implementations.
 
 The model (``BreakerModel``) implements "How a breaker decides" directly: the count rule and the
 rate rule (with ``minimum_calls``) over an exact sliding window, ``min(open * mult ** (k - 1), max)``
@@ -16,14 +20,16 @@ so every event sits on a bucket boundary and the bucketed window equals the exac
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Union
 
 import pytest
+import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from circuit_breakers import (
     CircuitBreaker,
@@ -31,7 +37,11 @@ from circuit_breakers import (
     CircuitOpenException,
     CircuitState,
     ManualClock,
+    RedisCircuitBreaker,
+    RedisStore,
 )
+
+from .redis_server import RedisServer
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -216,7 +226,10 @@ def _raise(exc: BaseException) -> None:
 
 
 class BreakerMachine(RuleBasedStateMachine):
-    """Drives one breaker and its model with the same steps; compares them after every step."""
+    """Drives one breaker and its model with the same steps; compares them after every step.
+
+    This class drives a CircuitBreaker; :class:`RedisBreakerMachine` the RedisCircuitBreaker.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -269,11 +282,14 @@ class BreakerMachine(RuleBasedStateMachine):
             failure_exceptions=(Boom,),
             excluded_exceptions=(Excluded,),
         )
-        self.breaker = CircuitBreaker("model", config=config, clock=self.clock)
+        self.breaker = self.make(config)
         self.breaker.register_trip_callback(self._on_trip)
         self.breaker.register_recovery_callback(self._on_recovery)
         self.breaker.register_state_change_callback(self._on_change)
         self.model = BreakerModel(config)
+
+    def make(self, config: CircuitBreakerConfig) -> Union[CircuitBreaker, RedisCircuitBreaker]:
+        return CircuitBreaker("model", config=config, clock=self.clock)
 
     def _on_trip(self, name: str, circuit_type: Any) -> None:
         self.seen_trips += 1
@@ -465,6 +481,40 @@ BreakerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_breaker_matches_model = BreakerMachine.TestCase
+
+
+class RedisBreakerMachine(BreakerMachine):
+    """The same steps and model for a RedisCircuitBreaker, in a namespace of its own per example."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__()
+        self.client = client
+
+    def make(self, config: CircuitBreakerConfig) -> Union[CircuitBreaker, RedisCircuitBreaker]:
+        self.namespace = f"model-{uuid.uuid4().hex}"
+        store = RedisStore(self.client, self.namespace, clock=self.clock)
+        return RedisCircuitBreaker("model", config=config, store=store)
+
+    def teardown(self) -> None:
+        namespace = getattr(self, "namespace", None)
+        if namespace is not None:
+            self.client.delete(f"{namespace}:clock", f"{namespace}:cb:model", f"{namespace}:cb:model:window")
+
+
+def test_redis_breaker_matches_model(memory_redis_server: RedisServer) -> None:
+    client = memory_redis_server.client()
+    try:
+        run_state_machine_as_test(
+            lambda: RedisBreakerMachine(client),
+            settings=settings(
+                max_examples=75,
+                stateful_step_count=50,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
+    finally:
+        client.close()
 
 
 # --- the model itself: a few hand-checked scenarios, so that a wrong model cannot agree with a wrong breaker

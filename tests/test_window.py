@@ -1,12 +1,15 @@
-"""BucketedWindow: counting, expiry bounds, clocks that step back, long gaps and bounded memory."""
+"""BucketedWindow and Tally: counting, expiry bounds, clocks that step back, long gaps, bounded memory,
+and the lock-free counting into the live bucket."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from circuit_breakers.window import BucketedWindow
+from circuit_breakers.window import BucketedWindow, Tally
 
 
 def test_new_window_is_empty() -> None:
@@ -121,3 +124,77 @@ def test_negative_monotonic_times_expire_after_window() -> None:
     window = BucketedWindow(60)
     window.add(-1000.0, True)
     assert window.totals(-900.0) == (0, 0)
+
+
+# --- lock-free counting: Tally and the live bucket --------------------------------------------------
+
+
+def test_tally_counts_every_add_and_reads_without_disturbing() -> None:
+    tally = Tally()
+    for _ in range(5):
+        tally.add()
+    assert tally.value() == 5
+    assert tally.value() == 5  # a read takes a number but does not count it
+    tally.add()
+    assert tally.value() == 6
+
+
+def test_tally_is_exact_under_threads() -> None:
+    tally = Tally()
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(20_000):
+            tally.add()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    assert tally.value() == 160_000
+
+
+def test_window_counts_lock_free_successes_into_the_live_bucket() -> None:
+    window = BucketedWindow(60)  # buckets of 1 s
+    window.add(10.5, True)  # opens bucket [10, 11)
+    start, end, add = window.live
+    assert (start, end) == (10.0, 11.0)
+    add()
+    add()
+    assert window.totals(10.9) == (3, 1)
+    assert window.totals(69.9) == (3, 1)  # bucket 10 still inside the window ending at 69.9
+    assert window.totals(70.0) == (0, 0)  # and gone when the window slides past it
+
+
+def test_window_live_range_moves_with_the_head_and_empties_on_clear() -> None:
+    window = BucketedWindow(60)
+    window.add(5.0, False)
+    window.totals(7.2)
+    assert window.live[:2] == (7.0, 8.0)
+    window.clear()
+    start, end, _ = window.live
+    assert not start <= 7.5 < end  # no live bucket: the next success takes the locked path
+    assert window.totals(7.5) == (0, 0)
+
+
+def test_a_late_lock_free_count_still_lands_in_its_own_bucket() -> None:
+    window = BucketedWindow(60)
+    window.add(10.5, False)
+    _, _, late_add = window.live  # a thread reads the live bucket [10, 11) ...
+    window.add(12.5, True)  # ... the window moves on twice before it counts ...
+    window.add(13.5, False)
+    late_add()  # ... and its success still counts, in bucket 10
+    assert window.totals(13.9) == (4, 1)
+    assert window.totals(70.5) == (2, 1)  # bucket 10 expires at 70 s, with the late count
+
+
+def test_a_late_count_after_clear_is_dropped_with_its_period() -> None:
+    window = BucketedWindow(60)
+    window.add(10.5, False)
+    _, _, late_add = window.live
+    window.clear()
+    late_add()
+    assert window.totals(10.9) == (0, 0)

@@ -15,8 +15,11 @@ Cluster put a hash tag in the namespace (``"{trading}"``) so that every key live
 Every transition happens inside a Lua script (``scripts/breaker*.lua``), atomically, on the
 namespace clock (:mod:`circuit_breakers.redis.clock`): hosts whose clocks disagree still agree on
 timeouts and windows, and a step of the server's clock cannot shorten an open timeout by more than
-the clock's tolerance. The generation plays the part of ``breaker.py``'s period: each admission is
-tagged with it and an outcome moves the breaker only while its generation is current. Scripts
+the clock's tolerance. The scripts implement the state x event table of ``breaker.py``'s docstring,
+function for function (``enter``, ``refresh``, ``admit``, ``succeeded``... are the twins of
+``CircuitBreaker``'s methods of those names, and cite the rows). The generation plays the part of
+``breaker.py``'s period: each admission is tagged with it and an outcome moves the breaker only
+while its generation is current. Scripts
 return the transitions that happened, and the process whose action caused them fires its own
 callbacks; other processes' callbacks do not fire (they did not cause anything). Every process
 sharing a breaker must use the same config: each call passes its own config to the script. A
@@ -43,8 +46,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union, cast
 
 import redis
@@ -56,7 +58,8 @@ from circuit_breakers.clock import SYSTEM_CLOCK
 from circuit_breakers.config import CircuitBreakerConfig, check_number
 from circuit_breakers.errors import CircuitOpenException, ConfigTypeError, StateStoreError
 from circuit_breakers.events import Pending, fire
-from circuit_breakers.redis.client import script_source, text
+from circuit_breakers.redis.client import script_source
+from circuit_breakers.redis.reply import Reply, config_arguments, parse
 from circuit_breakers.redis.store import RedisStore
 from circuit_breakers.types import CircuitState, CircuitType
 from circuit_breakers.wrapped import Wrapped
@@ -64,10 +67,7 @@ from circuit_breakers.wrapped import Wrapped
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
-P2 = ParamSpec("P2")
-S = TypeVar("S")
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
@@ -84,91 +84,14 @@ class _StoreFailure(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class _Reply:
-    now: int
-    stepped: bool
-    generation: str
-    state: CircuitState
-    retry_after: Optional[float]
-    events: Tuple[str, ...]
-    consecutive_trips: int
-    trips: int
-    forced: bool
-    in_flight: int
-    opened_at: Optional[datetime]
-    recovered_at: Optional[datetime]
-    extra: Tuple[int, ...]
-
-
-_LARGEST = 2**62  # a count or a time in microseconds past this is garbage
-
-
-def _count(value: object) -> int:
-    """A non-negative whole number from a reply; ValueError for anything else (garbage, inf, huge)."""
-    number = float(value if isinstance(value, int) and not isinstance(value, bool) else text(value))
-    if not 0 <= number < _LARGEST or number != int(number):
-        raise ValueError(f"expected a count, got {value!r}")
-    return int(number)
-
-
-def _moment(value: object) -> Optional[datetime]:
-    micros = _count(value)
-    if micros >= 253_402_300_800_000_000:  # past the year 9999
-        raise ValueError(f"expected a time, got {value!r}")
-    return datetime.fromtimestamp(micros / 1e6, timezone.utc) if micros else None
-
-
-_STATES = frozenset(state.value for state in CircuitState)
-
-
-def _event(event: str) -> str:
-    """A transition a script reported: "trip", "recovery" or "old>new"; ValueError for anything else."""
-    old, _, new = event.partition(">")
-    if event in ("trip", "recovery") or (old in _STATES and new in _STATES):
-        return event
-    raise ValueError(f"unexpected event {event!r}")
-
-
-def _parse(raw: object) -> _Reply:
-    """Decode a script's answer; raises TypeError or ValueError on anything unexpected."""
-    if not isinstance(raw, list) or len(raw) < 12 or not isinstance(raw[5], list):
-        raise TypeError("not a breaker reply")
-    now, stepped = _count(raw[0]), _count(raw[1]) == 1
-    raw = raw[2:]
-    retry_after = float(text(raw[2]))
-    return _Reply(
-        now=now,
-        stepped=stepped,
-        generation=str(_count(raw[0])),
-        state=CircuitState(text(raw[1])),
-        retry_after=None if retry_after < 0 else retry_after / 1e6,
-        events=tuple(_event(text(event)) for event in raw[3]),
-        consecutive_trips=_count(raw[4]),
-        trips=_count(raw[5]),
-        forced=_count(raw[6]) == 1,
-        in_flight=_count(raw[7]),
-        opened_at=_moment(raw[8]),
-        recovered_at=_moment(raw[9]),
-        extra=tuple(_count(value) for value in raw[10:]),
-    )
-
-
-def _micros(seconds: float) -> str:
-    return repr(min(seconds * 1e6, 1e300))
-
-
-_BACKOFF_STEPS = 32
-"""Open timeouts sent to the scripts: for 1 to this many trips in a row (more reuse the last)."""
-
-
 class RedisCircuitBreaker(Breaker[_Ticket]):
     """A CLOSED / OPEN / HALF_OPEN breaker shared through Redis by every process using its name.
 
     Same calling styles, rules, callbacks and status as :class:`~circuit_breakers.CircuitBreaker`
     (``call``, ``@breaker``, ``with breaker:``, ``allow``/``record_*``). Thread-safe; no lock is
     held during a Redis call, the protected call or a callback. Each admission and each outcome
-    blocks for one Redis round trip (bounded by the client's socket timeout).
+    blocks for one Redis round trip (bounded by the client's socket timeout). Time comes from
+    ``store``: the namespace clock, or the clock the store was given for tests and replays.
     """
 
     def __init__(
@@ -189,20 +112,11 @@ class RedisCircuitBreaker(Breaker[_Ticket]):
         self.timeout = check_number("timeout", timeout, maximum=3600.0)
         self.store = store.describe()
         self._clock = store.clock
+        self._local = store.process_clock  # this process's wall time, for last_failure_time
         self._keys = (store.clock_key, store.key(f"cb:{name}"), store.key(f"cb:{name}:window"))
-        # The open-timeout policy runs here, in Python: the scripts get its answers for the first
-        # trips in a row (the last one holds for every trip after it), so one policy serves both.
-        timeouts = ",".join(_micros(self._backoff(trip)) for trip in range(1, _BACKOFF_STEPS + 1))
-        self._config_args = [
-            str(config.failure_threshold),
-            repr(config.failure_rate_threshold),
-            str(config.success_threshold),
-            _micros(config.failure_window_seconds),
-            timeouts,
-            _micros(config.half_open_timeout_seconds),
-            str(config.minimum_calls),
-            str(config.half_open_max_calls),
-        ]
+        # The open-timeout policy is Python's: the scripts get its parameters (or its answers), so
+        # one policy serves both (see circuit_breakers.redis.reply.policy_argument).
+        self._config_args = config_arguments(config, self._backoff)
         # Script.__call__ carries no annotations in redis-py; these casts give it the one we use.
         script = cast(Callable[[str], Callable[..., object]], store.client.register_script)
         self._admit_script = script(script_source("clock", "breaker", "breaker_admit"))
@@ -220,11 +134,11 @@ class RedisCircuitBreaker(Breaker[_Ticket]):
         self._successes = self._failures = self._rejections = self._ignored = 0
         self._last_failure_time: Optional[datetime] = None
         self._last_failure_message: Optional[str] = None
-        self._shared: Optional[_Reply] = None  # the last reply seen, for metrics while Redis is down
+        self._shared: Optional[Reply] = None  # the last reply seen, for metrics while Redis is down
 
     # --- Redis ----------------------------------------------------------------------------------
 
-    def _run(self, script: Callable[..., object], *args: str, probe: bool = False) -> _Reply:
+    def _run(self, script: Callable[..., object], *args: str, probe: bool = False) -> Reply:
         """Run a script and decode its answer; raises _StoreFailure. ``probe``: skip while taken as down."""
         if probe and self._down_until and SYSTEM_CLOCK.monotonic() < self._down_until:
             raise _StoreFailure(f"taken as down after: {self._store_error}")
@@ -235,7 +149,7 @@ class RedisCircuitBreaker(Breaker[_Ticket]):
             self._store_failed(f"{type(exc).__name__}: {exc}")
             raise _StoreFailure(f"{type(exc).__name__}: {exc}") from exc
         try:
-            reply = _parse(raw)
+            reply = parse(raw)
         except (TypeError, ValueError, OverflowError) as exc:  # UnicodeDecodeError is a ValueError
             detail = f"unexpected answer {raw!r:.200}"
             self._store_failed(detail)
@@ -259,7 +173,7 @@ class RedisCircuitBreaker(Breaker[_Ticket]):
         if warn:
             logger.warning("circuit breaker %r: store %s failed (%s); failing closed", self.name, self.store, detail)
 
-    def _fire(self, reply: _Reply) -> None:
+    def _fire(self, reply: Reply) -> None:
         pending: Pending = []
         for event in reply.events:
             if event == "trip":
@@ -316,9 +230,14 @@ class RedisCircuitBreaker(Breaker[_Ticket]):
     def _failed(self, ticket: Optional[_Ticket], error: object) -> None:
         with self._lock:
             self._failures += 1
-            self._last_failure_time = SYSTEM_CLOCK.now()
+            self._last_failure_time = self._local.now()
             self._last_failure_message = describe_error(error)
         self._record(ticket, "failure")
+
+    def _release(self, ticket: _Ticket) -> None:
+        """Give back the trial permit of a call that was neither a success nor a failure (row N1)."""
+        if ticket[1] is _HALF_OPEN:  # only a half-open permit has anything to give back
+            self._record(ticket, "release")
 
     def _raised(self, ticket: _Ticket, exc: BaseException) -> None:
         """Record an exception that left a protected call: failure, or neither (see the config)."""
@@ -327,8 +246,7 @@ class RedisCircuitBreaker(Breaker[_Ticket]):
             return
         with self._lock:
             self._ignored += 1
-        if ticket[1] is _HALF_OPEN:  # only a half-open permit has anything to give back
-            self._record(ticket, "ignored")
+        self._release(ticket)
 
     # --- call styles --------------------------------------------------------------------------
 
@@ -395,7 +313,7 @@ class RedisCircuitBreaker(Breaker[_Ticket]):
 
     # --- status ---------------------------------------------------------------------------------
 
-    def _observe(self, mode: str) -> Optional[_Reply]:
+    def _observe(self, mode: str) -> Optional[Reply]:
         try:
             reply = self._run(self._status_script, mode, probe=True)
         except _StoreFailure:
@@ -420,7 +338,7 @@ class RedisCircuitBreaker(Breaker[_Ticket]):
         """This process's counters, with the shared trip count and last recovery (the last seen while Redis fails)."""
         return self._metrics(self._observe("light"))
 
-    def _metrics(self, reply: Optional[_Reply]) -> BreakerMetrics:
+    def _metrics(self, reply: Optional[Reply]) -> BreakerMetrics:
         with self._lock:
             shared = reply or self._shared
             return BreakerMetrics(

@@ -29,8 +29,9 @@ MAX_DRIFT = 0.001
 class NamespaceClock:
     """One client's view of a namespace's clock. Thread-safe.
 
-    ``server_time``: for tests, a function giving the "server's" time in seconds, used instead of
-    Redis ``TIME``; ``monotonic`` then replaces this process's monotonic clock too.
+    ``server_time``: for tests and replays, a function giving the "server's" time in seconds, used
+    instead of Redis ``TIME``; ``monotonic`` replaces this process's monotonic clock (see
+    :class:`~circuit_breakers.redis.RedisStore`'s ``clock``, which gives both).
     """
 
     def __init__(
@@ -45,7 +46,6 @@ class NamespaceClock:
         self._monotonic = monotonic if monotonic is not None else time.monotonic
         self._lock = threading.Lock()  # guards _anchor
         self._anchor: Optional[Tuple[int, float]] = None  # (namespace time in us, monotonic seconds)
-        self.steps_seen = 0  # replies that moved the offset, for status and tests
 
     def arguments(self) -> Tuple[List[str], float]:
         """The clock's ARGV for one script call, and the monotonic time they were taken at."""
@@ -68,8 +68,6 @@ class NamespaceClock:
                 estimate = anchor[0] + round(elapsed * 1_000_000)
                 allowed = round(elapsed * 1_000_000 * MAX_DRIFT)
                 self._anchor = (estimate + max(-allowed, min(now - estimate, allowed)), mono)
-            if stepped:
-                self.steps_seen += 1
         if stepped:
             logger.warning(
                 "the redis server's clock disagrees with this process's by more than %gs: "

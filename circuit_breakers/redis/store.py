@@ -26,8 +26,9 @@ from typing import Any, Callable, List, Optional, cast
 
 import redis
 
+from circuit_breakers.clock import SYSTEM_CLOCK, Clock
 from circuit_breakers.config import check_number
-from circuit_breakers.errors import ConfigError, CorruptStateError, StateStoreError
+from circuit_breakers.errors import ConfigError, ConfigTypeError, CorruptStateError, StateStoreError
 from circuit_breakers.redis.client import check_client, script_source, text
 from circuit_breakers.redis.clock import NamespaceClock
 from circuit_breakers.stores.base import TABLES, Tables, check_record
@@ -101,7 +102,11 @@ class RedisStore:
     ``resync_seconds``: a subscriber re-reads at least this often, so that a hung server is noticed
     within that plus the socket timeout. ``clock_tolerance_seconds``: how far the Redis server's
     clock may disagree with this process's monotonic clock before it is taken as stepped (see
-    :mod:`circuit_breakers.redis.clock`). Thread-safe (redis-py pools connections).
+    :mod:`circuit_breakers.redis.clock`). ``clock``: for tests and replays only, a
+    :class:`~circuit_breakers.clock.Clock` (a ManualClock) that stands for both clocks: its ``now()``
+    is taken as the Redis server's clock (instead of ``TIME``) and its ``monotonic()`` as this
+    process's, so that the shared breakers and rate limits of this store move with it; every process
+    sharing the namespace must then use the same clock. Thread-safe (redis-py pools connections).
     """
 
     def __init__(
@@ -111,13 +116,23 @@ class RedisStore:
         *,
         resync_seconds: float = 1.0,
         clock_tolerance_seconds: float = 1.0,
+        clock: Optional[Clock] = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace.strip():
             raise ConfigError(f"namespace must be a non-empty str, got {namespace!r}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigTypeError(f"clock must have monotonic() and now(), got {clock!r}")
         self.client = check_client(client)
         self.namespace = namespace
         self.resync_seconds = check_number("resync_seconds", resync_seconds, maximum=3600.0)
-        self.clock = NamespaceClock(clock_tolerance_seconds)
+        self.process_clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        """This process's clock: the system's, or the one given."""
+        if clock is None:
+            self.clock = NamespaceClock(clock_tolerance_seconds)
+        else:
+            self.clock = NamespaceClock(
+                clock_tolerance_seconds, server_time=lambda: clock.now().timestamp(), monotonic=clock.monotonic
+            )
         self.channel = f"{namespace}:events"
         self.clock_key = f"{namespace}:clock"
         self._cas = cast(Callable[..., object], self.client.register_script(script_source("cas")))

@@ -2,7 +2,7 @@
 a monitor that dies without telling anyone, and state or audit files that cannot be written.
 
 Already covered elsewhere (not repeated here): raising breaker callbacks
-(tests/test_breaker.py::test_raising_callback_is_logged_and_isolated,
+(tests/test_breaker_contract_api.py::test_raising_callback_is_logged_and_isolated,
 ::test_raising_state_change_callback_does_not_stop_recovery), a raising trading trip callback
 (tests/trading/test_breakers.py::test_raising_callback_is_logged_and_does_not_stop_the_halt),
 garbage and raising readings through check_now (tests/trading/test_monitor.py), a dying monitor

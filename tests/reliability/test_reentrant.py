@@ -1,7 +1,7 @@
 """Callbacks that call back into their breaker must not deadlock, on any thread.
 
 Already covered: a trip callback calling get_status() or reset()
-(tests/test_breaker.py::test_callback_runs_after_lock_released_and_sees_new_state,
+(tests/test_breaker_contract_api.py::test_callback_runs_after_lock_released_and_sees_new_state,
 ::test_callback_can_reset_breaker_without_deadlock), the manager from a callback
 (tests/test_registry.py::test_callback_may_use_manager_without_deadlock), can_trade() from a
 trading trip callback (tests/trading/test_breakers.py::test_callback_may_call_back_into_the_breakers)

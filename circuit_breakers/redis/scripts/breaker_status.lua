@@ -1,7 +1,2 @@
--- Observe the state; ACT[1] 'full' adds the window totals.
-refresh()
-if ACT[1] == 'full' then
-  local calls, failures = window_totals(window_read())
-  return reply({num(calls), num(failures)})
-end
-return reply({})
+-- Observe the state (T1, T2 on a status read); ACT[1] 'full' adds the window's totals.
+return reply(observe(ACT[1] == 'full'))

@@ -17,11 +17,11 @@ NAMESPACE = "outage"
 
 
 class Worker:
-    """One ``tests.redis_worker follow`` process; every read is bounded (a thread feeds a queue)."""
+    """One ``tests.redis.worker follow`` process; every read is bounded (a thread feeds a queue)."""
 
     def __init__(self, server: RedisServer, namespace: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.redis_worker", "follow", server.url, namespace],
+            [sys.executable, "-m", "tests.redis.worker", "follow", server.url, namespace],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

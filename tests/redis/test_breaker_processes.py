@@ -11,18 +11,17 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Sequence
 
 import redis
 
 from circuit_breakers import CircuitBreakerConfig, CircuitOpenException, CircuitState
 from circuit_breakers.redis import RedisCircuitBreaker, RedisStore
+from tests.paths import ROOT
 
 if TYPE_CHECKING:
-    from .redis_server import RedisServer
+    from tests.redis_server import RedisServer
 
-ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "procs"
 THREADS = 4  # trial attempts per process
 PROCESSES = 3
@@ -108,7 +107,7 @@ def worker(argv: Sequence[str]) -> None:
 
 
 def _start(role: str, url: str) -> subprocess.Popen[str]:
-    code = "import sys; from tests.test_redis_breaker_processes import worker; worker(sys.argv[1:])"
+    code = "import sys; from tests.redis.test_breaker_processes import worker; worker(sys.argv[1:])"
     return subprocess.Popen([sys.executable, "-c", code, role, url], cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 

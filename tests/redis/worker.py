@@ -1,4 +1,4 @@
-"""A strategy process for the multi-process Redis tests: ``python -m tests.redis_worker ROLE URL NAMESPACE``.
+"""A strategy process for the multi-process Redis tests: ``python -m tests.redis.worker ROLE URL NAMESPACE``.
 
 Prints one JSON line with what it saw. Roles:
 - ``orders N``: tries N orders as fast as it can; reports how many were admitted.

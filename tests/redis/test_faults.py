@@ -11,8 +11,7 @@ import pytest
 
 from circuit_breakers import RedisStore, StateStoreError, TradingBreakerConfig, TradingCircuitBreakers
 from tests.redis_server import RedisServer
-
-from .trading.conftest import FlatPortfolio
+from tests.trading.conftest import FlatPortfolio
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> float:

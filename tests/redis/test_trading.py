@@ -273,7 +273,7 @@ def test_engaged_kill_switch_survives_a_redis_restart(make: Make, own_redis_serv
 
 def _spawn(role: str, server: RedisServer, namespace: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.redis_worker", role, server.url, namespace, *args],
+        [sys.executable, "-m", "tests.redis.worker", role, server.url, namespace, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
