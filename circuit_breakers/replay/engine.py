@@ -9,8 +9,8 @@ For each row, in order:
 2. The desk's state just before the row decides the "with breakers" curve: while ACTIVE it earns
    the row's return like the history; while REDUCING or HALTED it stands flat (cash flows still
    count).
-3. The provider takes the row, a cash flow goes to ``record_cash_flow``, and ``check_now()``
-   evaluates the reading: once per row, every row.
+3. The provider takes the row, a cash flow goes to ``record_cash_flow``, and ``refresh()`` (what
+   ``check_now()`` does, without building a status) evaluates the reading: once per row, every row.
 
 The breakers watch the history as it happened: a halted desk's strategy is assumed to keep running
 on paper, so every breach of a limit in the history shows, halted or not.
@@ -168,7 +168,7 @@ class _Replay:
                     breakers.record_cash_flow(point.cash_flow)
                 seen = len(events)
                 self.lifting = _COOLED
-                breakers.check_now()
+                breakers.refresh()
                 if len(events) != seen:
                     self._set_state(breakers.trading_state)
                 if before is not _ACTIVE or self.state is not _ACTIVE:

@@ -178,9 +178,18 @@ class TradingCircuitBreakers:
         ``connection_failure_threshold`` bad readings in a row trading halts until a good one.
         It also re-reads the state store and retries what could not be written.
         """
+        self.refresh()
+        return self.get_status()
+
+    def refresh(self) -> None:
+        """What :meth:`check_now` does, without building the status it returns.
+
+        Reads the provider once, applies every rule, re-reads the state store and retries what
+        could not be written; about half the cost of ``check_now()``, for a loop of one's own that
+        polls fast (a replay drives every row through it). Blocks while the provider answers.
+        """
         self._lifecycle.sync()
         self._evaluation.check()
-        return self.get_status()
 
     # --- trading API --------------------------------------------------------------------------
 

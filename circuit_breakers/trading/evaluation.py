@@ -20,7 +20,7 @@ from circuit_breakers.events import Callbacks, Pending, fire
 from circuit_breakers.trading import rules
 from circuit_breakers.trading.config import TradingBreakerConfig
 from circuit_breakers.trading.orders import check_amount
-from circuit_breakers.trading.provider import PortfolioProvider, Reading, checked_decimal, take_reading
+from circuit_breakers.trading.provider import PortfolioProvider, Reading, ReturnsSeen, checked_decimal, take_reading
 from circuit_breakers.trading.records import AUTOMATIC
 from circuit_breakers.trading.rules import Level, Verdict
 from circuit_breakers.trading.safety import SafetyCore
@@ -61,13 +61,16 @@ class Evaluation:
         self.monitoring = False
         self.drawdowns: Dict[str, Decimal] = {}
         self.rebase_pending = False  # the kill switch was reset before any reading
+        self._returns_seen = ReturnsSeen()
 
     def check(self) -> None:
         """Read the provider once and judge the reading; a provider that raises or answers garbage is
         logged and counted, and enough of those in a row block trading. Blocks while the provider
         answers (no lock held); fires the callbacks before returning."""
         try:
-            reading: Optional[Reading] = take_reading(self._provider, self._config.volatility_lookback_days)
+            reading: Optional[Reading] = take_reading(
+                self._provider, self._config.volatility_lookback_days, self._returns_seen
+            )
             error = ""
         except Exception as exc:
             reading, error = None, f"{type(exc).__name__}: {exc}"
@@ -92,8 +95,9 @@ class Evaluation:
                     core.clear_fault("provider", pending)
                     self._evaluate(reading, pending)
                 core.apply_time_rules(self.cleared, pending)
+                held = core.held()
                 for name, mirror in self._mirrors.items():  # undo any hand-made change to a mirror
-                    engaged = name in core.held()
+                    engaged = name in held
                     mirror._move(CircuitState.OPEN if engaged else CircuitState.CLOSED, pending, forced=engaged)
         fire(pending)
 
@@ -175,7 +179,12 @@ class Evaluation:
         """
         if not isinstance(symbol, str) or not symbol:
             raise ConfigTypeError(f"symbol must be a non-empty str, got {symbol!r}")
-        verdict = self.concentration(symbol, check_amount("proposed_value", proposed_value, signed=True))
+        return self.judge(symbol, check_amount("proposed_value", proposed_value, signed=True))
+
+    def judge(self, symbol: str, value: Decimal) -> Verdict:
+        """:meth:`judge_concentration` for a value already known good: an :class:`Order`'s signed
+        notional, whose exact product may carry more decimal places than a value given by hand may."""
+        verdict = self.concentration(symbol, value)
         pending: Pending = []
         with self.lock:
             self.verdicts["position_concentration"] = verdict

@@ -287,49 +287,49 @@ class PreTradeGate:
         ``trading_state`` is read again here, under the gate's lock, so that a kill switch that
         engaged while the provider was being asked is not missed.
         """
-        decision = self._decide(order, facts, trading_state, record=record)
-        if record:
-            key = decision.reason.value if decision.reason is not None else "accepted"
-            with self._lock:
+        if record and order.client_order_id is None and self.limits.max_gross_exposure is not None:
+            raise ConfigError("with max_gross_exposure set, trade_guard(order) needs order.client_order_id")
+        with self._lock:
+            decision = self._decide(order, facts, trading_state, record)
+            if record:
+                key = decision.reason.value if decision.reason is not None else "accepted"
                 self._decisions[key] = self._decisions.get(key, 0) + 1
         return decision
 
     def _decide(
-        self, order: Order, facts: _Facts, trading_state: Callable[[], Tuple[TradingState, str]], *, record: bool
+        self, order: Order, facts: _Facts, trading_state: Callable[[], Tuple[TradingState, str]], record: bool
     ) -> OrderDecision:
-        if record and order.client_order_id is None and self.limits.max_gross_exposure is not None:
-            raise ConfigError("with max_gross_exposure set, trade_guard(order) needs order.client_order_id")
-        with self._lock:
-            now = self._mono()
-            self._forget_old(now)
-            state, halted = trading_state()
-            decision, reduces = self._judge(order, facts, state, halted, now)
-            if not decision.accepted:
-                return decision
-            limiters: Tuple[Permits, ...] = (self._orders,)
-            if self._messages is not None:
-                limiters = (self._orders, self._messages)
-            refused: Optional[Permits] = None
-            if record:
-                refused = acquire_together(*limiters)
-            else:
-                for limiter in limiters:
-                    if limiter.retry_after() > 0:
-                        refused = limiter
-                        break
-            if refused is not None:
-                reason, what = (
-                    (RejectReason.RATE_LIMIT, "order")
-                    if refused is self._orders
-                    else (RejectReason.MESSAGE_RATE, "message")
-                )
-                limits = ", ".join(f"{limit.max_calls} per {limit.period_seconds:g}s" for limit in refused.limits)
-                return OrderDecision(
-                    False, reason, f"{what} rate limit reached ({limits}); next slot in {refused.retry_after():.1f}s"
-                )
-            if record:
-                self._remember(order, facts, now, reduces)
-            return ACCEPTED
+        """:meth:`decide` under the gate's lock, before the decision is counted."""
+        now = self._mono()
+        self._forget_old(now)
+        state, halted = trading_state()
+        decision, reduces = self._judge(order, facts, state, halted, now)
+        if not decision.accepted:
+            return decision
+        limiters: Tuple[Permits, ...] = (self._orders,)
+        if self._messages is not None:
+            limiters = (self._orders, self._messages)
+        refused: Optional[Permits] = None
+        if record:
+            refused = acquire_together(*limiters)
+        else:
+            for limiter in limiters:
+                if limiter.retry_after() > 0:
+                    refused = limiter
+                    break
+        if refused is not None:
+            reason, what = (
+                (RejectReason.RATE_LIMIT, "order")
+                if refused is self._orders
+                else (RejectReason.MESSAGE_RATE, "message")
+            )
+            limits = ", ".join(f"{limit.max_calls} per {limit.period_seconds:g}s" for limit in refused.limits)
+            return OrderDecision(
+                False, reason, f"{what} rate limit reached ({limits}); next slot in {refused.retry_after():.1f}s"
+            )
+        if record:
+            self._remember(order, facts, now, reduces)
+        return ACCEPTED
 
     def _remember(self, order: Order, facts: _Facts, now: float, reduces: bool) -> None:
         if self.limits.duplicate_window_seconds is not None:

@@ -39,7 +39,7 @@ class OrderFlow:
         self._provider = provider
         self._gate = gate
         self._trading_state = standing.trading_state
-        self._judge = evaluation.judge_concentration  # remembers the verdict, warns
+        self._judge = evaluation.judge  # remembers the verdict, warns; the order's value is already checked
         self._look = evaluation.concentration  # only looks
         self.port = GuardPort(
             can_trade=can_trade,

@@ -87,15 +87,36 @@ class Reading:
     daily_returns: Optional[Tuple[Decimal, ...]]
 
 
-def take_reading(provider: PortfolioProvider, lookback: int) -> Reading:
-    """Read and check every figure the rules need. Blocks on the provider; raises what it raises or BadReading."""
+class ReturnsSeen:
+    """The last returns tuple a provider gave, with its checked tail, so that the same tuple (returns
+    change once a day, readings come every few seconds) is not checked again. Only a tuple is
+    remembered: it and the Decimals in it cannot change. The pair is one attribute, replaced whole,
+    so threads reading at once never pair one tuple with another's check."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: Optional[Tuple[Tuple[object, ...], Tuple[Decimal, ...]]] = None
+
+
+def take_reading(provider: PortfolioProvider, lookback: int, seen: Optional[ReturnsSeen] = None) -> Reading:
+    """Read and check every figure the rules need. Blocks on the provider; raises what it raises or BadReading.
+
+    ``seen``: where to remember the last returns tuple checked (see :class:`ReturnsSeen`).
+    """
     returns: Optional[Tuple[Decimal, ...]] = None
     get_returns = getattr(provider, "get_daily_returns", None)
     if get_returns is not None:
         raw = get_returns()
-        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
-            raise BadReading(f"get_daily_returns returned {raw!r}, expected a sequence of Decimal")
-        returns = tuple(checked_decimal("get_daily_returns", item) for item in raw[-lookback:])
+        last = None if seen is None else seen.last
+        if last is not None and raw is last[0]:
+            returns = last[1]
+        else:
+            if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
+                raise BadReading(f"get_daily_returns returned {raw!r}, expected a sequence of Decimal")
+            returns = tuple(checked_decimal("get_daily_returns", item) for item in raw[-lookback:])
+            if seen is not None and type(raw) is tuple:
+                seen.last = (raw, returns)
     return Reading(
         total_value=checked_decimal("get_total_value", provider.get_total_value()),
         daily_pnl=checked_decimal("get_daily_pnl", provider.get_daily_pnl()),

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import decimal
 import enum
+import functools
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 from circuit_breakers.trading.config import TradingBreakerConfig
 
 _HUNDRED = Decimal(100)
 _PLACES = Decimal("0.0001")
+_ABSURD_PCT = Decimal("1e20")  # a share this large trips whatever the limit
 _CENTS = Decimal("0.01")
+_MOMENTS_CONTEXT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
 
 
 def shown(percent: Decimal) -> Decimal:
@@ -92,6 +96,17 @@ def rebased_drawdown(drawdown_pct: Decimal, baseline_pct: Decimal) -> Decimal:
     return min(_worse_down(((_HUNDRED + drawdown_pct) / (_HUNDRED + baseline_pct) - 1) * _HUNDRED), Decimal(0))
 
 
+@functools.lru_cache(maxsize=8)
+def _moments(samples: Tuple[Decimal, ...]) -> Tuple[Decimal, Decimal]:
+    """Mean and sample standard deviation of at least two samples. Remembered for the last few
+    sample tuples: the returns change once a day, the readings come every few seconds. Computed in a
+    context of its own, so that what is remembered does not depend on the calling thread's."""
+    with decimal.localcontext(_MOMENTS_CONTEXT):
+        mean = sum(samples, Decimal(0)) / len(samples)
+        variance = sum(((x - mean) ** 2 for x in samples), Decimal(0)) / (len(samples) - 1)
+        return +mean, variance.sqrt()
+
+
 def volatility(today_pct: Decimal, returns: Optional[Sequence[Decimal]], config: TradingBreakerConfig) -> Verdict:
     """Trip when today's return lies more than the threshold in sample standard deviations from the mean.
 
@@ -100,16 +115,15 @@ def volatility(today_pct: Decimal, returns: Optional[Sequence[Decimal]], config:
     """
     if returns is None:
         return Verdict(Level.OK, None, "not evaluated: provider has no get_daily_returns()")
-    samples = list(returns)[-config.volatility_lookback_days :]
+    samples = tuple(returns)[-config.volatility_lookback_days :]
     if len(samples) < config.volatility_min_samples:
         return Verdict(
             Level.OK, None, f"not evaluated: {len(samples)} daily returns, need {config.volatility_min_samples}"
         )
-    mean = sum(samples, Decimal(0)) / len(samples)
-    variance = sum(((x - mean) ** 2 for x in samples), Decimal(0)) / (len(samples) - 1)
-    if variance == 0:
+    mean, deviation = _moments(samples)
+    if deviation == 0:
         return Verdict(Level.OK, None, "not evaluated: zero variance in daily returns")
-    z = ((today_pct - mean) / variance.sqrt()).quantize(_PLACES)
+    z = ((today_pct - mean) / deviation).quantize(_PLACES)
     z_display = z.quantize(Decimal("0.01"))
     if abs(z) > config.volatility_std_threshold:
         return Verdict(
@@ -130,7 +144,10 @@ def concentration(
     """
     if total_value <= 0:
         return Verdict(Level.TRIP, None, f"total value {total_value} <= 0: cannot judge concentration")
-    after = (current_pct + proposed_value / total_value * _HUNDRED).quantize(_PLACES, rounding=ROUND_CEILING)
+    share = current_pct + proposed_value / total_value * _HUNDRED
+    if share.copy_abs() >= _ABSURD_PCT:  # quantizing it would overflow the context's precision
+        return Verdict(Level.TRIP, share.copy_abs(), f"position {share:.2E}% > limit {shown(config.max_position_pct)}%")
+    after = share.quantize(_PLACES, rounding=ROUND_CEILING)
     display = after.quantize(_CENTS)
     after = abs(after)  # a short position concentrates risk as much as a long one
     if after > config.max_position_pct:

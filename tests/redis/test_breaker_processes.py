@@ -27,7 +27,7 @@ THREADS = 4  # trial attempts per process
 PROCESSES = 3
 CONFIG = CircuitBreakerConfig(
     failure_threshold=3,
-    open_timeout_seconds=2.5,  # long enough for B and C to start (~0.8 s) while it is open
+    open_timeout_seconds=600,  # ended by the test once every process has seen the breaker open
     half_open_max_calls=2,
     success_threshold=2,
     half_open_timeout_seconds=20,
@@ -42,7 +42,7 @@ def _broken() -> None:
     raise BrokerDown("broker unreachable")
 
 
-def _wait(predicate: Any, timeout: float = 15.0) -> None:
+def _wait(predicate: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -75,6 +75,7 @@ def worker(argv: Sequence[str]) -> None:
         except CircuitOpenException as exc:
             seen = exc.state.value
         _report(phase="first call", seen=seen, called=len(called))
+    client.incr(f"{NAMESPACE}:ready")
 
     _wait(lambda: breaker.state is CircuitState.HALF_OPEN)
     decided = f"{NAMESPACE}:decided"
@@ -126,6 +127,9 @@ def test_trip_in_one_process_opens_the_breaker_for_all_and_trials_are_global(
         _wait(lambda: redis_client.hget(key, "state") == b"open")
         for role in ("B", "C"):  # started after the trip: they learn of it from Redis alone
             processes[role] = _start(role, redis_server.url)
+        _wait(lambda: int(redis_client.get(f"{NAMESPACE}:ready") or 0) == PROCESSES, timeout=60)
+        assert redis_client.hget(key, "state") == b"open"
+        redis_client.hset(key, "open_for", 0)  # as if the timeout had run out: no process waits on time
         reports = {role: _finish(process) for role, process in processes.items()}
     finally:
         for process in processes.values():

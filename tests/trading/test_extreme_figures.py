@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from circuit_breakers import ConfigError, Order, Side, TradingCircuitBreakers
+from circuit_breakers import ConfigError, Order, OrderRejected, Side, TradingCircuitBreakers
 
 from .conftest import FakeProvider
 
@@ -83,3 +83,29 @@ def test_an_absurd_cash_flow_is_refused_naming_the_field(text: str) -> None:
     breakers.check_now()
     with pytest.raises(ConfigError, match="amount"):
         breakers.record_cash_flow(Decimal(text))
+
+
+FINE_DIGITS = Order("AAPL", Side.BUY, Decimal("0.123456789123456789"), Decimal("100.123456789012345678"), "c-1")
+
+
+def test_an_order_whose_value_has_many_decimal_places_passes_the_guard_as_it_passes_the_check() -> None:
+    breakers = TradingCircuitBreakers(FakeProvider())
+    breakers.check_now()
+    assert breakers.check_order(FINE_DIGITS).accepted
+    with breakers.trade_guard(FINE_DIGITS):  # the exact value has 36 decimal places: no ConfigError
+        pass
+    assert breakers.get_status().details["orders"]["pending_notional"] == FINE_DIGITS.notional()
+
+
+def test_the_largest_order_is_a_concentration_refusal_in_the_guard_as_in_the_check() -> None:
+    huge = Order("AAPL", Side.BUY, Decimal("9.99e14"), Decimal("9.99e14"))  # worth about 1e30
+    breakers = TradingCircuitBreakers(FakeProvider())
+    breakers.check_now()
+    decision = breakers.check_order(huge)
+    assert not decision.accepted
+    assert decision.reason.value == "concentration"
+    with pytest.raises(OrderRejected) as info, breakers.trade_guard(huge):
+        pass
+    assert info.value.decision.reason is decision.reason
+    assert breakers.get_status().details["orders"]["pending_notional"] == 0
+    assert "E+" in decision.message  # the share is shown, not a crash of the arithmetic
