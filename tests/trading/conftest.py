@@ -201,6 +201,10 @@ def keyed_breakers(make_breakers: MakeBreakers) -> TradingCircuitBreakers:
     return make_breakers(reset_key=RESET_KEY)
 
 
+def advance_to(clock: ManualClock, when: datetime) -> None:
+    clock.advance((when - clock.now()).total_seconds())
+
+
 def unit_returns() -> List[Decimal]:
     """Five daily returns with mean 0 and sample standard deviation exactly 1 (percent)."""
     return [Decimal(1), Decimal(-1), Decimal(1), Decimal(-1), Decimal(0)]

@@ -1,4 +1,5 @@
-"""Helpers for the pre-trade gate tests: a scriptable desk provider, a breakers factory and snapshots.
+"""Helpers for the pre-trade gate tests: a scriptable desk provider and its fixture, a breakers factory, snapshots
+and assertions on decisions.
 
 Not a conftest: import what you need explicitly.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
+
+import pytest
 
 from circuit_breakers import (
     ManualClock,
@@ -16,6 +19,7 @@ from circuit_breakers import (
     OrderDecision,
     OrderLimits,
     OrderRejected,
+    RejectReason,
     Side,
     TradingBreakerConfig,
     TradingCircuitBreakers,
@@ -28,6 +32,8 @@ WAIT = 10.0  # generous bound for joins and events; never reached when things wo
 MILLION = Decimal(1_000_000)
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+KEY = "gate-tests-reset-key-7Hq"
+R = RejectReason
 OPTIONAL_METHODS = ("get_reference_price", "get_position_quantity", "get_gross_exposure")
 
 
@@ -189,12 +195,38 @@ def pending_notional(breakers: TradingCircuitBreakers) -> Decimal:
     return value
 
 
+@pytest.fixture
+def desk() -> Desk:
+    """A Desk worth ten million: the pre-trade gate tests' default."""
+    return Desk(total_value=D(10_000_000))
+
+
+def both_ways(make: Callable[[], TradingCircuitBreakers], the_order: Order) -> OrderDecision:
+    """The decision of check_order on one fresh breakers and of trade_guard on another; they must agree."""
+    looked = make().check_order(the_order)
+    sent = submit(make(), the_order)
+    assert (looked.accepted, looked.reason, looked.message) == (sent.accepted, sent.reason, sent.message)
+    return looked
+
+
+def assert_refused(decision: OrderDecision, reason: RejectReason, *fragments: str) -> None:
+    assert not decision.accepted, decision
+    assert decision.reason is reason, decision
+    for fragment in fragments:
+        assert fragment in decision.message, (fragment, decision.message)
+
+
 __all__ = [
     "D",
+    "KEY",
     "OPTIONAL_METHODS",
     "START",
     "WAIT",
     "Desk",
+    "R",
+    "assert_refused",
+    "both_ways",
+    "desk",
     "make_breakers",
     "messages_in_window",
     "order",
