@@ -169,17 +169,22 @@ def place(
     day, day_begins, day_ends = dt.date.min, _EPOCH, _EPOCH
     for position, row in enumerate(rows, start=1):
         line = position if lines is None else lines[position - 1]
-        where = f"{source} row {position}" if lines is None else f"{source} line {line}"
+
+        def where() -> str:  # built only for a message: a million rows need none
+            return f"{source} row {position}" if lines is None else f"{source} line {line}"  # noqa: B023
+
         if not isinstance(row, tuple) or len(row) not in (2, 3):
-            raise HistoryError(f"{where}: expected a HistoryRow(time, equity[, cash_flow]), got {row!r}")
+            raise HistoryError(f"{where()}: expected a HistoryRow(time, equity[, cash_flow]), got {row!r}")
         time, equity, flow = row if len(row) == 3 else (*row, _ZERO)
         try:
-            equity = to_decimal("equity", equity)
-            flow = to_decimal("cash_flow", flow)
+            if type(equity) is not Decimal or not equity.is_finite():
+                equity = to_decimal("equity", equity)
+            if type(flow) is not Decimal or not flow.is_finite():
+                flow = to_decimal("cash_flow", flow)
         except (ConfigError, ConfigTypeError) as exc:
-            raise HistoryError(f"{where}: {exc}") from None
+            raise HistoryError(f"{where()}: {exc}") from None
         if equity <= 0:
-            raise HistoryError(f"{where}: equity must be > 0, got {equity}")
+            raise HistoryError(f"{where()}: equity must be > 0, got {equity}")
         if isinstance(time, dt.datetime):
             at = (time.replace(tzinfo=zone) if time.tzinfo is None else time).astimezone(dt.timezone.utc)
             if not day_begins <= at < day_ends:  # rows come in order: most share the day before them
@@ -190,10 +195,10 @@ def place(
             at = config.day_start(time + _ONE_DAY) - _END_OF_DAY
             point = Point(at, time, equity, flow, True, line)
         else:
-            raise HistoryError(f"{where}: time must be a datetime or a date, got {time!r}")
+            raise HistoryError(f"{where()}: time must be a datetime or a date, got {time!r}")
         if previous is not None and point.at <= previous.at:
             raise HistoryError(
-                f"{where}: time {time.isoformat()} is not after the row before it ({_iso(previous_time)})"
+                f"{where()}: time {time.isoformat()} is not after the row before it ({_iso(previous_time)})"
             )
         points.append(point)
         previous, previous_time = point, time

@@ -129,15 +129,15 @@ def test_a_deposit_does_not_hide_a_drawdown() -> None:
     assert result.summary.net_cash_flow == Decimal(20000)
 
 
-def test_every_row_is_evaluated_once_by_check_now(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_row_is_evaluated_once_by_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: List[Any] = []
-    original = TradingCircuitBreakers.check_now
+    original = TradingCircuitBreakers.refresh
 
     def counting(self: TradingCircuitBreakers) -> Any:
         calls.append(self.provider.get_total_value())
         return original(self)
 
-    monkeypatch.setattr(TradingCircuitBreakers, "check_now", counting)
+    monkeypatch.setattr(TradingCircuitBreakers, "refresh", counting)
     rows = hourly_fall()
     replay(rows)
     assert calls == [row.equity for row in rows]
