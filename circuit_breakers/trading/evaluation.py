@@ -9,6 +9,7 @@ core's transition (an engage), and the callbacks fire once every lock is release
 
 from __future__ import annotations
 
+import decimal
 import logging
 import threading
 from decimal import Decimal
@@ -76,7 +77,7 @@ class Evaluation:
             reading, error = None, f"{type(exc).__name__}: {exc}"
             logger.warning("bad provider reading: %s", error)
         pending: Pending = []
-        with self.lock:
+        with self.lock, decimal.localcontext(rules.CONTEXT):
             core = self._core
             with core.lock:
                 core.apply_time_rules(self.cleared, pending)  # yesterday's halt lifts before today is judged
@@ -196,12 +197,10 @@ class Evaluation:
         """The verdict alone, with no side effect (for check_order, which only looks); a provider that
         fails is a refusal."""
         try:
-            verdict = rules.concentration(
-                checked_decimal("get_position_concentration", self._provider.get_position_concentration(symbol)),
-                value,
-                checked_decimal("get_total_value", self._provider.get_total_value()),
-                self._config,
-            )
+            current = checked_decimal("get_position_concentration", self._provider.get_position_concentration(symbol))
+            total = checked_decimal("get_total_value", self._provider.get_total_value())
+            with decimal.localcontext(rules.CONTEXT):
+                verdict = rules.concentration(current, value, total, self._config)
         except Exception as exc:
             logger.warning("concentration check for %s failed closed: %r", symbol, exc)
             verdict = Verdict(Level.TRIP, None, f"provider failed: {type(exc).__name__}: {exc}")

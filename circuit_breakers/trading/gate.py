@@ -8,6 +8,7 @@ together -> a refused order records nothing.
 
 from __future__ import annotations
 
+import decimal
 import logging
 import threading
 from collections import deque
@@ -17,6 +18,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 from circuit_breakers.clock import Clock
 from circuit_breakers.errors import ConfigError, ConfigTypeError, UnknownOrderError
+from circuit_breakers.events import Pending, fire
 from circuit_breakers.ratelimit import Limit, Permits, RateLimiter, acquire_together
 from circuit_breakers.trading.orders import (
     ACCEPTED,
@@ -30,7 +32,7 @@ from circuit_breakers.trading.orders import (
     check_symbol,
 )
 from circuit_breakers.trading.provider import checked_decimal
-from circuit_breakers.trading.rules import Level, Verdict
+from circuit_breakers.trading.rules import CONTEXT, Level, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +151,8 @@ class PreTradeGate:
         price = order.price if order.price is not None else reference
         reducing = position is not None and _reduces(order, position)
         if price is not None and not reducing:
-            signed = order.quantity * price * (1 if order.side is Side.BUY else -1)
+            with decimal.localcontext(CONTEXT):  # exact, whatever the caller's context
+                signed = order.quantity * price * (1 if order.side is Side.BUY else -1)
             verdict = concentration(order.symbol, signed)
         return _Facts(reference, reference_error, position, position_error, working, exposure, exposure_error, verdict)
 
@@ -279,21 +282,30 @@ class PreTradeGate:
         return seen[0]
 
     def decide(
-        self, order: Order, facts: _Facts, trading_state: Callable[[], Tuple[TradingState, str]], *, record: bool
+        self,
+        order: Order,
+        facts: _Facts,
+        trading_state: Callable[[Pending], Tuple[TradingState, str]],
+        *,
+        record: bool,
     ) -> OrderDecision:
         """Run every check; with ``record``, remember an accepted order, take its rate permits, and count
         the decision by reason (for status and metrics).
 
         ``trading_state`` is read again here, under the gate's lock, so that a kill switch that
-        engaged while the provider was being asked is not missed.
+        engaged while the provider was being asked is not missed. The callbacks that reading fires (a
+        halt lifted by time) run once the lock is released: one that checks an order would otherwise
+        wait for the lock its own thread holds.
         """
         if record and order.client_order_id is None and self.limits.max_gross_exposure is not None:
             raise ConfigError("with max_gross_exposure set, trade_guard(order) needs order.client_order_id")
-        with self._lock:
-            decision = self._decide(order, facts, trading_state, record)
+        pending: Pending = []
+        with self._lock, decimal.localcontext(CONTEXT):
+            decision = self._decide(order, facts, lambda: trading_state(pending), record)
             if record:
                 key = decision.reason.value if decision.reason is not None else "accepted"
                 self._decisions[key] = self._decisions.get(key, 0) + 1
+        fire(pending)
         return decision
 
     def _decide(

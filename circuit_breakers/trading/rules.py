@@ -15,7 +15,13 @@ _HUNDRED = Decimal(100)
 _PLACES = Decimal("0.0001")
 _ABSURD_PCT = Decimal("1e20")  # a share this large trips whatever the limit
 _CENTS = Decimal("0.01")
-_MOMENTS_CONTEXT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
+CONTEXT = decimal.Context(
+    prec=28,
+    rounding=decimal.ROUND_HALF_EVEN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+"""The context the rules compute in, whatever the calling thread's (a precision of 3, or Inexact
+trapped, would otherwise make a reading fail instead of engaging what it should)."""
 
 
 def shown(percent: Decimal) -> Decimal:
@@ -101,7 +107,7 @@ def _moments(samples: Tuple[Decimal, ...]) -> Tuple[Decimal, Decimal]:
     """Mean and sample standard deviation of at least two samples. Remembered for the last few
     sample tuples: the returns change once a day, the readings come every few seconds. Computed in a
     context of its own, so that what is remembered does not depend on the calling thread's."""
-    with decimal.localcontext(_MOMENTS_CONTEXT):
+    with decimal.localcontext(CONTEXT):
         mean = sum(samples, Decimal(0)) / len(samples)
         variance = sum(((x - mean) ** 2 for x in samples), Decimal(0)) / (len(samples) - 1)
         return +mean, variance.sqrt()

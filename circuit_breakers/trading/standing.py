@@ -64,14 +64,18 @@ class Standing:
         """One line for each thing that blocks trading now, each starting with the breaker's name."""
         return [f"{name}: {text}" for name, text in self.current_blocks()]
 
-    def current_blocks(self) -> List[Tuple[str, str]]:
-        """(breaker name, why) for everything that blocks trading now, with the time rules applied."""
+    def current_blocks(self, deferred: Optional[Pending] = None) -> List[Tuple[str, str]]:
+        """(breaker name, why) for everything that blocks trading now, with the time rules applied.
+
+        The callbacks a lifted halt fires go to ``deferred`` when given (a caller holding a lock of its
+        own fires them once it is released), else fire before this returns."""
         connection = self.connection_block()
-        pending: Pending = []
+        pending: Pending = [] if deferred is None else deferred
         with self._core.lock:
             self._core.apply_time_rules(self._evaluation.cleared, pending)
             blocks = self._blocks(self._mono(), connection)
-        fire(pending)
+        if deferred is None:
+            fire(pending)
         return blocks
 
     def _blocks(self, mono: float, connection: Optional[str]) -> List[Tuple[str, str]]:
@@ -84,11 +88,16 @@ class Standing:
             blocks.append(("monitor", stale))
         return blocks
 
-    def trading_state(self) -> Tuple[TradingState, str]:
-        """The trading state and, unless ACTIVE, why (only the breaker names when REDUCING)."""
-        if self._can_trade():  # nothing blocks: ACTIVE, found without the lock
+    def trading_state(self, deferred: Optional[Pending] = None) -> Tuple[TradingState, str]:
+        """The trading state and, unless ACTIVE, why (only the breaker names when REDUCING).
+
+        ``deferred``: as for :meth:`current_blocks`."""
+        # While something may block, can_trade() applies the time rules and fires what they lift: with
+        # ``deferred`` the look goes through current_blocks, which defers those callbacks.
+        may_block = self._core.attention or self._connection._period.state is CircuitState.OPEN
+        if (deferred is None or not may_block) and self._can_trade():  # ACTIVE, found without the lock
             return _ACTIVE
-        blocks = self.current_blocks()
+        blocks = self.current_blocks(deferred)
         state = self.classify(blocks)
         if state is TradingState.REDUCING:  # the names say enough: "reduce-only (daily_loss)"
             return state, ", ".join(name for name, _ in blocks)

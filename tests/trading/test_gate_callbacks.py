@@ -1,0 +1,42 @@
+"""Callbacks fired while an order is decided run after the gate's lock is released."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from typing import Any, List
+
+from circuit_breakers import ManualClock, OrderDecision
+
+from .order_fakes import START, WAIT, Desk, make_breakers, order
+
+
+def test_a_recovery_callback_that_checks_an_order_does_not_wait_for_the_gate_lock() -> None:
+    clock = ManualClock(start=START)
+    desk = Desk()
+    breakers = make_breakers(desk, clock=clock, auto_recovery=True, cooldown_seconds=60)
+    try:
+        desk.daily_pnl_pct = Decimal("-3")
+        breakers.check_now()
+        desk.daily_pnl_pct = Decimal(0)
+        breakers.check_now()  # the reading clears; the halt lifts once the cooldown has passed
+        seen: List[Any] = []
+        breakers.register_recovery_callback(lambda name: seen.append((name, breakers.check_order(order()))))
+        looked = desk.get_position_concentration
+
+        def cooldown_passes_meanwhile(symbol: str) -> Any:
+            # the halt lifts between the first look at the state and the one under the gate's lock
+            if not seen and clock.monotonic() < 61:
+                clock.advance(61)
+            return looked(symbol)
+
+        desk.get_position_concentration = cooldown_passes_meanwhile  # type: ignore[method-assign]
+        decided: List[OrderDecision] = []
+        worker = threading.Thread(target=lambda: decided.append(breakers.check_order(order())), daemon=True)
+        worker.start()
+        worker.join(WAIT)
+        assert not worker.is_alive(), "check_order deadlocked on the gate lock held around its own callback"
+        assert seen == [("daily_loss", OrderDecision(True))]
+        assert decided == [OrderDecision(True)]
+    finally:
+        breakers.close()
