@@ -9,7 +9,6 @@ core's transition (an engage), and the callbacks fire once every lock is release
 
 from __future__ import annotations
 
-import decimal
 import logging
 import threading
 from decimal import Decimal
@@ -77,7 +76,12 @@ class Evaluation:
             reading, error = None, f"{type(exc).__name__}: {exc}"
             logger.warning("bad provider reading: %s", error)
         pending: Pending = []
-        with self.lock, decimal.localcontext(rules.CONTEXT):
+        rules.computed(self._judge_reading, reading, error, pending)  # whatever the caller's decimal context
+        fire(pending)
+
+    def _judge_reading(self, reading: Optional[Reading], error: str, pending: Pending) -> None:
+        """Apply the time rules and judge ``reading`` (None: a bad one, ``error`` says why)."""
+        with self.lock:
             core = self._core
             with core.lock:
                 core.apply_time_rules(self.cleared, pending)  # yesterday's halt lifts before today is judged
@@ -100,7 +104,6 @@ class Evaluation:
                 for name, mirror in self._mirrors.items():  # undo any hand-made change to a mirror
                     engaged = name in held
                     mirror._move(CircuitState.OPEN if engaged else CircuitState.CLOSED, pending, forced=engaged)
-        fire(pending)
 
     def cleared(self, name: str) -> bool:
         """Whether a reading since the halt (or its adoption) no longer trips ``name``."""
@@ -180,7 +183,8 @@ class Evaluation:
         """
         if not isinstance(symbol, str) or not symbol:
             raise ConfigTypeError(f"symbol must be a non-empty str, got {symbol!r}")
-        return self.judge(symbol, check_amount("proposed_value", proposed_value, signed=True))
+        value = check_amount("proposed_value", proposed_value, signed=True)
+        return rules.computed(self.judge, symbol, value)  # whatever the caller's decimal context
 
     def judge(self, symbol: str, value: Decimal) -> Verdict:
         """:meth:`judge_concentration` for a value already known good: an :class:`Order`'s signed
@@ -197,10 +201,12 @@ class Evaluation:
         """The verdict alone, with no side effect (for check_order, which only looks); a provider that
         fails is a refusal."""
         try:
-            current = checked_decimal("get_position_concentration", self._provider.get_position_concentration(symbol))
-            total = checked_decimal("get_total_value", self._provider.get_total_value())
-            with decimal.localcontext(rules.CONTEXT):
-                verdict = rules.concentration(current, value, total, self._config)
+            verdict = rules.concentration(
+                checked_decimal("get_position_concentration", self._provider.get_position_concentration(symbol)),
+                value,
+                checked_decimal("get_total_value", self._provider.get_total_value()),
+                self._config,
+            )
         except Exception as exc:
             logger.warning("concentration check for %s failed closed: %r", symbol, exc)
             verdict = Verdict(Level.TRIP, None, f"provider failed: {type(exc).__name__}: {exc}")

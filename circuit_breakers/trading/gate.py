@@ -8,7 +8,6 @@ together -> a refused order records nothing.
 
 from __future__ import annotations
 
-import decimal
 import logging
 import threading
 from collections import deque
@@ -32,7 +31,7 @@ from circuit_breakers.trading.orders import (
     check_symbol,
 )
 from circuit_breakers.trading.provider import checked_decimal
-from circuit_breakers.trading.rules import CONTEXT, Level, Verdict
+from circuit_breakers.trading.rules import Level, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +150,7 @@ class PreTradeGate:
         price = order.price if order.price is not None else reference
         reducing = position is not None and _reduces(order, position)
         if price is not None and not reducing:
-            with decimal.localcontext(CONTEXT):  # exact, whatever the caller's context
-                signed = order.quantity * price * (1 if order.side is Side.BUY else -1)
+            signed = order.quantity * price * (1 if order.side is Side.BUY else -1)
             verdict = concentration(order.symbol, signed)
         return _Facts(reference, reference_error, position, position_error, working, exposure, exposure_error, verdict)
 
@@ -300,12 +298,17 @@ class PreTradeGate:
         if record and order.client_order_id is None and self.limits.max_gross_exposure is not None:
             raise ConfigError("with max_gross_exposure set, trade_guard(order) needs order.client_order_id")
         pending: Pending = []
-        with self._lock, decimal.localcontext(CONTEXT):
+        with self._lock:
             decision = self._decide(order, facts, lambda: trading_state(pending), record)
             if record:
                 key = decision.reason.value if decision.reason is not None else "accepted"
                 self._decisions[key] = self._decisions.get(key, 0) + 1
-        fire(pending)
+        try:
+            fire(pending)
+        except BaseException:  # a callback's SystemExit or KeyboardInterrupt: the order is never sent
+            if record and decision.accepted:
+                self.released(order)
+            raise
         return decision
 
     def _decide(

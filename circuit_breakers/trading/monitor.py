@@ -9,10 +9,13 @@ be collected; the thread then exits.
 
 from __future__ import annotations
 
+import decimal
 import logging
 import threading
 import weakref
 from typing import Callable, Optional, Protocol
+
+from circuit_breakers.trading.rules import CONTEXT
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ class _Owner(Protocol):
 
 def _run(owner_ref: Callable[[], Optional[_Owner]], stop: threading.Event, interval: float, first: float) -> None:
     error: Optional[BaseException] = None
+    decimal.setcontext(CONTEXT.copy())  # whatever decimal.DefaultContext an application has changed
     try:
         wait = first
         while not stop.wait(wait):

@@ -13,6 +13,7 @@ from typing import Callable, List
 from circuit_breakers.breaker import CircuitBreaker
 from circuit_breakers.errors import ConfigTypeError
 from circuit_breakers.ratelimit import Permits
+from circuit_breakers.trading import rules
 from circuit_breakers.trading.evaluation import Evaluation
 from circuit_breakers.trading.gate import PreTradeGate
 from circuit_breakers.trading.guard import GuardPort
@@ -62,6 +63,11 @@ class OrderFlow:
         for something that is not an Order. Calls the provider; blocks while it answers."""
         if not isinstance(order, Order):
             raise ConfigTypeError(f"expected an Order, got {order!r}")
+        # Where the caller's decimal context would round or trap differently, the checks run in the
+        # rules' own (the provider is then called in it too).
+        return rules.computed(self._decide, order, record)
+
+    def _decide(self, order: Order, record: bool) -> OrderDecision:
         state, _ = self._trading_state()
         concentration = self._judge if record else self._look
         facts = self._gate.read_facts(order, self._provider, state, concentration)

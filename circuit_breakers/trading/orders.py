@@ -11,7 +11,6 @@ restricted instruments, exposure counting orders already sent, and message rates
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -118,7 +117,7 @@ class Order:
             raise ConfigError(f"market order for {self.symbol} has no reference price to value it")
         return self.quantity * price
 
-    @functools.cached_property
+    @property
     def fingerprint(self) -> Tuple[str, Side, Decimal, Optional[Decimal]]:
         """What makes two orders duplicates: symbol, side, quantity and price."""
         return (self.symbol, self.side, self.quantity, self.price)

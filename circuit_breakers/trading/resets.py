@@ -16,6 +16,7 @@ from circuit_breakers.breaker import CircuitBreaker
 from circuit_breakers.errors import ConfigTypeError, KillSwitchError, StateStoreError, UnknownBreakerError
 from circuit_breakers.events import Pending, fire
 from circuit_breakers.ratelimit import Permits
+from circuit_breakers.trading import rules
 from circuit_breakers.trading.config import TradingBreakerConfig
 from circuit_breakers.trading.evaluation import Evaluation
 from circuit_breakers.trading.killswitch import ResetGuard
@@ -152,5 +153,5 @@ class Resets:
         delta = check_amount("amount", amount, signed=True)
         pending: Pending = []
         with self._evaluation.lock, self._core.lock:
-            self._core.move_high_water(delta, pending)
+            rules.computed(self._core.move_high_water, delta, pending)  # whatever the caller's decimal context
         fire(pending)

@@ -15,6 +15,7 @@ from circuit_breakers.breaker import CircuitBreaker
 from circuit_breakers.errors import StateStoreError
 from circuit_breakers.events import KillHandlers, Pending, fire
 from circuit_breakers.ratelimit import Permits
+from circuit_breakers.trading import rules
 from circuit_breakers.trading.config import TradingBreakerConfig
 from circuit_breakers.trading.evaluation import Evaluation
 from circuit_breakers.trading.gate import PreTradeGate
@@ -134,6 +135,9 @@ class Standing:
 
     def status(self) -> TradingStatus:
         """A consistent snapshot of every breaker, with figures, limits and last trips."""
+        return rules.computed(self._status)  # rounded for display whatever the caller's decimal context
+
+    def _status(self) -> TradingStatus:
         connection_block = self.connection_block()
         evaluation = self._evaluation
         pending: Pending = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import threading
 from decimal import Decimal
 
 import pytest
@@ -44,4 +45,35 @@ def test_an_order_in_an_odd_context_is_judged_as_in_the_default_one(caller: deci
         assert too_big.reason is RejectReason.CONCENTRATION
         assert "provider failed" not in too_big.message
     finally:
+        breakers.close()
+
+
+@pytest.mark.parametrize("caller", CALLERS.values(), ids=list(CALLERS))
+def test_a_cash_flow_and_the_status_in_an_odd_context_are_exact(caller: decimal.Context) -> None:
+    breakers = make_breakers(Desk(total_value=Decimal("1000000")))
+    try:
+        breakers.check_now()
+        with decimal.localcontext(caller):
+            breakers.record_cash_flow(Decimal("123.45"))
+            status = breakers.get_status()
+        assert status.details["max_drawdown"]["own_high_water_mark"] == Decimal("1000123.45")
+        assert status.can_trade
+    finally:
+        breakers.close()
+
+
+def test_the_monitor_computes_in_the_rules_context_whatever_the_default() -> None:
+    desk = Desk()
+    breakers = make_breakers(desk, check_interval_seconds=0.01)
+    saved = decimal.DefaultContext.prec, decimal.DefaultContext.traps[decimal.Inexact]
+    decimal.DefaultContext.prec, decimal.DefaultContext.traps[decimal.Inexact] = 3, True
+    try:
+        breakers.start_monitoring()  # the monitor thread starts from the changed default
+        desk.total_value, desk.max_drawdown = Decimal(700000), Decimal(-30)
+        engaged = threading.Event()
+        breakers.register_kill_handler(lambda reason: engaged.set())
+        assert engaged.wait(10), breakers.get_blocking_reasons()
+        assert breakers.kill_switch_active
+    finally:
+        decimal.DefaultContext.prec, decimal.DefaultContext.traps[decimal.Inexact] = saved
         breakers.close()

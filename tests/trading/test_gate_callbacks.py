@@ -6,6 +6,8 @@ import threading
 from decimal import Decimal
 from typing import Any, List
 
+import pytest
+
 from circuit_breakers import ManualClock, OrderDecision
 
 from .order_fakes import START, WAIT, Desk, make_breakers, order
@@ -38,5 +40,46 @@ def test_a_recovery_callback_that_checks_an_order_does_not_wait_for_the_gate_loc
         assert not worker.is_alive(), "check_order deadlocked on the gate lock held around its own callback"
         assert seen == [("daily_loss", OrderDecision(True))]
         assert decided == [OrderDecision(True)]
+    finally:
+        breakers.close()
+
+
+class Interrupted(BaseException):
+    """Stands for a KeyboardInterrupt raised inside a callback."""
+
+
+def test_an_order_whose_callback_interrupts_its_decision_is_released() -> None:
+    clock = ManualClock(start=START)
+    desk = Desk()
+    breakers = make_breakers(desk, clock=clock, auto_recovery=True, cooldown_seconds=60)
+    try:
+        desk.daily_pnl_pct = Decimal("-3")
+        breakers.check_now()
+        desk.daily_pnl_pct = Decimal(0)
+        breakers.check_now()
+
+        def interrupt(name: str) -> None:
+            raise Interrupted(name)
+
+        breakers.register_recovery_callback(interrupt)
+        looked = desk.get_position_concentration
+
+        def cooldown_passes_meanwhile(symbol: str) -> Any:
+            if clock.monotonic() < 61:
+                clock.advance(61)
+            return looked(symbol)
+
+        desk.get_position_concentration = cooldown_passes_meanwhile  # type: ignore[method-assign]
+        sent = order(client_order_id="c-1")
+        ran: List[bool] = []
+        with pytest.raises(Interrupted), breakers.trade_guard(sent):
+            ran.append(True)
+        assert ran == []
+        orders = breakers.get_status().details["orders"]
+        assert orders["pending_orders"] == 0  # accepted, then released: it was never sent
+        assert orders["pending_notional"] == 0
+        with breakers.trade_guard(sent):  # no duplicate memory of it either
+            ran.append(True)
+        assert ran == [True]
     finally:
         breakers.close()
