@@ -399,16 +399,20 @@ class CircuitBreaker(Breaker["_Period"]):
 
     # --- status; Lua twin: observe --------------------------------------------------------------
 
-    def _observe(self) -> _Period:
-        """The current period, after the transitions time alone causes (T1, T2 on a status read)."""
+    def _observe(self, deferred: Optional[Pending] = None) -> _Period:
+        """The current period, after the transitions time alone causes (T1, T2 on a status read).
+
+        Their events fire before this returns, or go to ``deferred`` when given: for an owner that
+        holds a lock of its own (the trading desk's gate), which fires them once it is released.
+        """
         period = self._period
         if period.state is _CLOSED:
             return period
-        pending: Pending = []
+        pending: Pending = [] if deferred is None else deferred
         with self._lock:
             self._refresh(self._mono(), pending)
             period = self._period
-        if pending:
+        if pending and deferred is None:
             fire(pending)
         return period
 

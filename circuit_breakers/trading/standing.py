@@ -70,7 +70,7 @@ class Standing:
 
         The callbacks a lifted halt fires go to ``deferred`` when given (a caller holding a lock of its
         own fires them once it is released), else fire before this returns."""
-        connection = self.connection_block()
+        connection = self.connection_block(deferred)
         pending: Pending = [] if deferred is None else deferred
         with self._core.lock:
             self._core.apply_time_rules(self._evaluation.cleared, pending)
@@ -112,10 +112,12 @@ class Standing:
             return TradingState.REDUCING
         return TradingState.HALTED
 
-    def connection_block(self) -> Optional[str]:
-        """Why the connection breaker blocks, or None. Call with no lock held: reading the breaker may
-        fire its callbacks."""
-        return self.connection_reason() if self._connection.state is CircuitState.OPEN else None
+    def connection_block(self, deferred: Optional[Pending] = None) -> Optional[str]:
+        """Why the connection breaker blocks, or None. Reading the breaker may move it to HALF_OPEN:
+        its callbacks fire before this returns (call with no lock held), or go to ``deferred``."""
+        if self._connection._observe(deferred).state is CircuitState.OPEN:
+            return self.connection_reason()
+        return None
 
     def connection_reason(self) -> str:
         """Why the connection breaker is open: the failures that tripped it (they leave the window as it

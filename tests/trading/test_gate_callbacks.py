@@ -83,3 +83,40 @@ def test_an_order_whose_callback_interrupts_its_decision_is_released() -> None:
         assert ran == [True]
     finally:
         breakers.close()
+
+
+def test_a_connection_callback_that_checks_an_order_does_not_wait_for_the_gate_lock() -> None:
+    clock = ManualClock(start=START)
+    desk = Desk()
+    breakers = make_breakers(desk, clock=clock, connection_timeout_seconds=30)
+    try:
+        breakers.check_now()
+        for _ in range(breakers.config.connection_failure_threshold):
+            breakers.record_connection_failure()
+        connection = breakers.manager.get_circuit_breaker("connection")
+        assert connection is not None
+        seen: List[Any] = []
+
+        def on_change(name: str, old: Any, new: Any) -> None:
+            if not seen:
+                seen.append((new.value, breakers.check_order(order())))
+
+        connection.register_state_change_callback(on_change)
+        looked = desk.get_position_concentration
+
+        def timeout_passes_meanwhile(symbol: str) -> Any:
+            # the connection breaker's open timeout ends between the first look and the one under the lock
+            if clock.monotonic() < 31:
+                clock.advance(31)
+            return looked(symbol)
+
+        desk.get_position_concentration = timeout_passes_meanwhile  # type: ignore[method-assign]
+        decided: List[OrderDecision] = []
+        worker = threading.Thread(target=lambda: decided.append(breakers.check_order(order())), daemon=True)
+        worker.start()
+        worker.join(WAIT)
+        assert not worker.is_alive(), "check_order deadlocked on the gate lock held around a connection callback"
+        assert seen == [("half_open", OrderDecision(True))]
+        assert decided == [OrderDecision(True)]
+    finally:
+        breakers.close()
