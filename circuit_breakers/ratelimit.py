@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Tuple, TypeVar
 
@@ -232,9 +231,11 @@ def acquire_together(*limiters: Permits) -> Optional[Permits]:
     remote = [limiter for limiter in limiters if not isinstance(limiter, RateLimiter)]
     if len(remote) > 1:
         raise ConfigError(f"acquire_together takes at most one remote limiter, got {remote!r}")
-    with ExitStack() as stack:
+    held: List[Any] = []  # the locks taken, released in reverse order (cheaper than an ExitStack)
+    try:
         for limiter in local:
-            stack.enter_context(limiter._lock)
+            limiter._lock.acquire()
+            held.append(limiter._lock)
         for candidate in limiters:
             if isinstance(candidate, RateLimiter) and candidate._room_and_record(record=False) > 0.0:
                 return candidate
@@ -242,4 +243,7 @@ def acquire_together(*limiters: Permits) -> Optional[Permits]:
             return remote[0]
         for limiter in local:
             limiter._room_and_record(record=True)
-    return None
+        return None
+    finally:
+        for lock in reversed(held):
+            lock.release()

@@ -299,25 +299,32 @@ class PreTradeGate:
             raise ConfigError("with max_gross_exposure set, trade_guard(order) needs order.client_order_id")
         pending: Pending = []
         with self._lock:
-            decision = self._decide(order, facts, lambda: trading_state(pending), record)
+            decision = self._decide(order, facts, trading_state, pending, record)
             if record:
                 key = decision.reason.value if decision.reason is not None else "accepted"
                 self._decisions[key] = self._decisions.get(key, 0) + 1
-        try:
-            fire(pending)
-        except BaseException:  # a callback's SystemExit or KeyboardInterrupt: the order is never sent
-            if record and decision.accepted:
-                self.released(order)
-            raise
+        if pending:
+            try:
+                fire(pending)
+            except BaseException:  # a callback's SystemExit or KeyboardInterrupt: the order is never sent
+                if record and decision.accepted:
+                    self.released(order)
+                raise
         return decision
 
     def _decide(
-        self, order: Order, facts: _Facts, trading_state: Callable[[], Tuple[TradingState, str]], record: bool
+        self,
+        order: Order,
+        facts: _Facts,
+        trading_state: Callable[[Pending], Tuple[TradingState, str]],
+        pending: Pending,
+        record: bool,
     ) -> OrderDecision:
-        """:meth:`decide` under the gate's lock, before the decision is counted."""
+        """:meth:`decide` under the gate's lock, before the decision is counted; the callbacks the
+        trading state's reading fires go to ``pending``."""
         now = self._mono()
         self._forget_old(now)
-        state, halted = trading_state()
+        state, halted = trading_state(pending)
         decision, reduces = self._judge(order, facts, state, halted, now)
         if not decision.accepted:
             return decision

@@ -63,11 +63,10 @@ class OrderFlow:
         for something that is not an Order. Calls the provider; blocks while it answers."""
         if not isinstance(order, Order):
             raise ConfigTypeError(f"expected an Order, got {order!r}")
-        # Where the caller's decimal context would round or trap differently, the checks run in the
-        # rules' own (the provider is then called in it too).
-        return rules.computed(self._decide, order, record)
-
-    def _decide(self, order: Order, record: bool) -> OrderDecision:
+        if not rules.usual_context():
+            # The caller's decimal context would round or trap differently: decide again in the
+            # rules' own, where this look passes (the provider is then called in it too).
+            return rules.computed(self.record if record else self.look, order)
         state, _ = self._trading_state()
         concentration = self._judge if record else self._look
         facts = self._gate.read_facts(order, self._provider, state, concentration)
@@ -76,3 +75,7 @@ class OrderFlow:
     def record(self, order: Order) -> OrderDecision:
         """:meth:`decide` with ``record``: what a trade guard given an order does on entry."""
         return self.decide(order, record=True)
+
+    def look(self, order: Order) -> OrderDecision:
+        """:meth:`decide` without ``record``: what ``check_order`` does."""
+        return self.decide(order, record=False)

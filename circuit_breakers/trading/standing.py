@@ -93,10 +93,12 @@ class Standing:
         """The trading state and, unless ACTIVE, why (only the breaker names when REDUCING).
 
         ``deferred``: as for :meth:`current_blocks`."""
+        if deferred is None:
+            if self._can_trade():  # ACTIVE, found without the lock
+                return _ACTIVE
         # While something may block, can_trade() applies the time rules and fires what they lift: with
         # ``deferred`` the look goes through current_blocks, which defers those callbacks.
-        may_block = self._core.attention or self._connection._period.state is CircuitState.OPEN
-        if (deferred is None or not may_block) and self._can_trade():  # ACTIVE, found without the lock
+        elif not (self._core.attention or self._connection._period.state is CircuitState.OPEN) and self._can_trade():
             return _ACTIVE
         blocks = self.current_blocks(deferred)
         state = self.classify(blocks)
