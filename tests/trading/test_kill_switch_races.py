@@ -94,6 +94,49 @@ def run_threads(*bodies: Callable[[], None]) -> None:
 CALLS = 20
 
 
+def race_reset_against_engage(
+    breakers: TradingCircuitBreakers, number: int
+) -> Tuple[List[Tuple[bool, object, bool]], List[bool]]:
+    """One round: a thread calling ``reset_breaker("max_drawdown")`` CALLS times against one calling
+    ``engage_kill_switch`` CALLS times. Returns (engaged before, answer, engaged after) of each reset
+    and whether the switch was engaged after each engage.
+
+    Both outcomes of a reset are made certain, whatever the scheduler does: the engaging thread
+    starts once the resetting one has made ``lead`` calls (which find nothing to refuse), and in
+    every other round the last reset waits for the first engage (so it must be refused). Every other
+    call races.
+    """
+    resets: List[Tuple[bool, object, bool]] = []
+    engages: List[bool] = []
+    lead = random.Random(number).randrange(1, CALLS)
+    may_engage, engaged_once = threading.Event(), threading.Event()
+    wait_for_engage = number % 2 == 0
+
+    def reset_loop() -> None:
+        for call in range(CALLS):
+            if call == lead:
+                may_engage.set()
+            if call == CALLS - 1 and wait_for_engage:
+                assert engaged_once.wait(WAIT)
+            before = breakers.kill_switch_active
+            try:
+                answer: object = breakers.reset_breaker("max_drawdown")
+            except KillSwitchError:
+                answer = "refused"
+            resets.append((before, answer, breakers.kill_switch_active))
+        may_engage.set()
+
+    def engage_loop() -> None:
+        assert may_engage.wait(WAIT)
+        for _ in range(CALLS):
+            breakers.engage_kill_switch("risk desk")
+            engaged_once.set()
+            engages.append(breakers.kill_switch_active)
+
+    run_threads(reset_loop, engage_loop)
+    return resets, engages
+
+
 @pytest.mark.parametrize(("kind", "rounds"), [("memory", 100), ("sqlite", 5)])
 def test_reset_breaker_racing_engage_never_releases_the_kill_switch(
     kind: str, rounds: int, audit_trail: AuditTrail, clock: ManualClock, tmp_path: Path
@@ -103,30 +146,8 @@ def test_reset_breaker_racing_engage_never_releases_the_kill_switch(
         audit_trail.entries.clear()
         state_path = tmp_path / f"desk-{number}.db" if kind == "sqlite" else None
         breakers = TradingCircuitBreakers(FakeProvider(), clock=clock, state_path=state_path)
-        resets: List[Tuple[bool, object, bool]] = []  # (engaged before, answer, engaged after)
-        engages: List[bool] = []
-        prefix = random.Random(number).randrange(CALLS)  # how many reads the engaging thread makes first
-
-        def reset_loop(breakers: TradingCircuitBreakers = breakers, resets: List[Any] = resets) -> None:
-            for _ in range(CALLS):
-                before = breakers.kill_switch_active
-                try:
-                    answer: object = breakers.reset_breaker("max_drawdown")
-                except KillSwitchError:
-                    answer = "refused"
-                resets.append((before, answer, breakers.kill_switch_active))
-
-        def engage_loop(
-            breakers: TradingCircuitBreakers = breakers, engages: List[bool] = engages, prefix: int = prefix
-        ) -> None:
-            for _ in range(prefix):
-                breakers.can_trade()
-            for _ in range(CALLS):
-                breakers.engage_kill_switch("risk desk")
-                engages.append(breakers.kill_switch_active)
-
         try:
-            run_threads(reset_loop, engage_loop)
+            resets, engages = race_reset_against_engage(breakers, number)
             assert engages == [True] * CALLS
             seen_engaged = False
             for before, answer, after in resets:
@@ -149,8 +170,7 @@ def test_reset_breaker_racing_engage_never_releases_the_kill_switch(
                 assert on_disk == [entry["event"] for entry in audit_trail.entries]
         finally:
             breakers.close()
-    if kind == "memory":  # enough rounds that the engage lands amid the resets in some (the file's writes are slow)
-        assert outcomes == {False, "refused"}, "the engage never landed amid the resets: no race was run"
+    assert outcomes == {False, "refused"}  # certain by construction (see race_reset_against_engage)
 
 
 # --- (b) every pair of the methods that touch the kill switch and the day halts -----------------------------
