@@ -24,18 +24,25 @@ CONTEXT = decimal.Context(
 trapped, would otherwise make a reading fail instead of engaging what it should)."""
 
 T = TypeVar("T")
+_EMAX, _EMIN = CONTEXT.Emax, CONTEXT.Emin
 _INEXACT, _ROUNDED, _HALF_EVEN = decimal.Inexact, decimal.Rounded, decimal.ROUND_HALF_EVEN
 
 
 def usual_context() -> bool:
     """Whether the calling thread's decimal context computes as :data:`CONTEXT` does: the same
-    precision and rounding, and neither Inexact nor Rounded trapped. The usual case, looked at in a
-    fifth of a microsecond; where it is not, callers switch to CONTEXT (about 1 us). An exponent
-    range narrow enough to overflow a figure bounded as readings and orders are is not looked at:
-    the Overflow it raises fails the check closed."""
+    precision, rounding and exponent range, and neither Inexact nor Rounded trapped (with figures
+    bounded as readings and orders are, no other signal can arise). The usual case, looked at in a
+    few tenths of a microsecond; where it is not, callers switch to CONTEXT (about 1 us)."""
     context = decimal.getcontext()
     traps = context.traps
-    return context.prec == 28 and context.rounding == _HALF_EVEN and not traps[_INEXACT] and not traps[_ROUNDED]
+    return (
+        context.prec == 28
+        and context.rounding == _HALF_EVEN
+        and context.Emax >= _EMAX
+        and context.Emin <= _EMIN
+        and not traps[_INEXACT]
+        and not traps[_ROUNDED]
+    )
 
 
 def computed(func: Callable[..., T], *args: Any) -> T:

@@ -16,6 +16,7 @@ CALLERS = {
     "inexact trapped": decimal.Context(traps=[decimal.Inexact]),
     "rounded trapped": decimal.Context(traps=[decimal.Rounded]),
     "precision 3": decimal.Context(prec=3),
+    "exponents up to 4": decimal.Context(Emax=4, Emin=-4),
 }
 
 
