@@ -92,12 +92,13 @@ def _reduces(order: Order, position: Decimal, working: Decimal = Decimal(0)) -> 
 
 _UNTRACKED_FOR = 86_400.0
 
+"""Seconds an order sent without a client_order_id is assumed to be still working (a trading day)."""
+
 
 def _less(total: Decimal, quantity: Decimal, price: Decimal) -> Decimal:
     """``total - quantity * price``; called through :func:`computed`, so exact whatever the caller's
     decimal context (a precision of 3 would otherwise leave the pending exposure off once released)."""
     return total - quantity * price
-"""Seconds an order sent without a client_order_id is assumed to be still working (a trading day)."""
 
 
 class PreTradeGate:

@@ -45,9 +45,9 @@ def test_a_fill_and_a_cancel_in_an_odd_context_release_exactly_what_was_pending(
 def test_an_order_released_by_its_guard_in_an_odd_context_leaves_nothing_pending(caller: decimal.Context) -> None:
     breakers = make_breakers(Desk(), OrderLimits(max_gross_exposure=LIMIT))
     try:
-        with decimal.localcontext(caller), pytest.raises(ConnectionRefusedError):
-            with breakers.trade_guard(order(quantity="1000.1", price="123.45", client_order_id="a")):
-                raise ConnectionRefusedError("broker down")  # certainly not placed: released on exit
+        guard = breakers.trade_guard(order(quantity="1000.1", price="123.45", client_order_id="a"))
+        with decimal.localcontext(caller), pytest.raises(ConnectionRefusedError), guard:
+            raise ConnectionRefusedError("broker down")  # certainly not placed: released on exit
         assert pending_notional(breakers) == 0
         assert breakers.get_status().details["orders"]["pending_orders"] == 0
     finally:
