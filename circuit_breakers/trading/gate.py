@@ -91,7 +91,6 @@ def _reduces(order: Order, position: Decimal, working: Decimal = Decimal(0)) -> 
 
 
 _UNTRACKED_FOR = 86_400.0
-
 """Seconds an order sent without a client_order_id is assumed to be still working (a trading day)."""
 
 
