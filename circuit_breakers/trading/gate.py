@@ -31,7 +31,7 @@ from circuit_breakers.trading.orders import (
     check_symbol,
 )
 from circuit_breakers.trading.provider import checked_decimal
-from circuit_breakers.trading.rules import Level, Verdict
+from circuit_breakers.trading.rules import Level, Verdict, computed
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,12 @@ def _reduces(order: Order, position: Decimal, working: Decimal = Decimal(0)) -> 
 
 _UNTRACKED_FOR = 86_400.0
 """Seconds an order sent without a client_order_id is assumed to be still working (a trading day)."""
+
+
+def _less(total: Decimal, quantity: Decimal, price: Decimal) -> Decimal:
+    """``total - quantity * price``; called through :func:`computed`, so exact whatever the caller's
+    decimal context (a precision of 3 would otherwise leave the pending exposure off once released)."""
+    return total - quantity * price
 
 
 class PreTradeGate:
@@ -392,9 +398,11 @@ class PreTradeGate:
             entry = self._pending_entry(client_order_id)
             if not 0 < amount <= entry.remaining:
                 raise ConfigError(f"fill quantity must be in (0, {entry.remaining}], got {quantity!r}")
-            entry.remaining -= amount
+            # In the rules' context: a fill reported from a thread with a precision of 3 must not
+            # round what is still working, nor leave exposure counted (or uncounted) once released.
+            entry.remaining = computed(_less, entry.remaining, amount, Decimal(1))
             if not entry.reduces:
-                self._pending_notional -= amount * entry.price
+                self._pending_notional = computed(_less, self._pending_notional, amount, entry.price)
             if entry.remaining == 0:
                 self._drop(client_order_id, forget=False)
             return entry.remaining
@@ -440,7 +448,7 @@ class PreTradeGate:
         rejected order may be sent again). Lock held; UnknownOrderError if not pending."""
         entry = self._pending_entry(client_order_id)
         if not entry.reduces:
-            self._pending_notional -= entry.remaining * entry.price
+            self._pending_notional = computed(_less, self._pending_notional, entry.remaining, entry.price)
         del self._pending[client_order_id]
         if forget:
             self._recent.pop(entry.order.fingerprint, None)

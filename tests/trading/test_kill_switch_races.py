@@ -79,7 +79,8 @@ def run_threads(*bodies: Callable[[], None]) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=start, args=(body,)) for body in bodies]
+    # Daemons: a thread deadlocked in the library fails the test below instead of hanging the run at exit.
+    threads = [threading.Thread(target=start, args=(body,), daemon=True) for body in bodies]
     for thread in threads:
         thread.start()
     for thread in threads:
