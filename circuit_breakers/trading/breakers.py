@@ -213,11 +213,7 @@ class TradingCircuitBreakers:
                         return False
             return not self._standing.current_blocks()
         evaluation = self._evaluation
-        if evaluation.monitoring:
-            last = evaluation.last_good
-            if last is None or self._mono() - last > evaluation.stale_after:
-                return False
-        return True
+        return not evaluation.monitoring or evaluation.fresh(self._mono())
 
     def get_blocking_reasons(self) -> List[str]:
         """One line for each thing that blocks trading now, each starting with the breaker's name."""

@@ -164,6 +164,14 @@ class Evaluation:
             del self.warnings[key]
         return bool(keys)
 
+    def fresh(self, mono: float) -> bool:
+        """Whether the readings are recent enough to trade on (always, when not monitoring). Takes
+        no lock: the fields read are each replaced whole."""
+        if not self.monitoring:
+            return True
+        last = self.last_good
+        return last is not None and mono - last <= self.stale_after
+
     def stale(self, mono: float) -> Optional[str]:
         """Why the readings are too old to trade on while monitoring, or None. Core lock held."""
         if self.monitoring and self._core.fault("monitor") is None:

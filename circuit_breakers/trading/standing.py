@@ -97,8 +97,11 @@ class Standing:
             if self._can_trade():  # ACTIVE, found without the lock
                 return _ACTIVE
         # While something may block, can_trade() applies the time rules and fires what they lift: with
-        # ``deferred`` the look goes through current_blocks, which defers those callbacks.
-        elif not (self._core.attention or self._connection._period.state is CircuitState.OPEN) and self._can_trade():
+        # ``deferred`` that look goes through current_blocks, which defers those callbacks, and the
+        # all-clear answer is can_trade()'s own without anything that could fire.
+        elif not (
+            self._core.attention or self._connection._period.state is CircuitState.OPEN
+        ) and self._evaluation.fresh(self._mono()):
             return _ACTIVE
         blocks = self.current_blocks(deferred)
         state = self.classify(blocks)
