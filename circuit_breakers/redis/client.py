@@ -37,18 +37,22 @@ def check_client(client: object) -> Any:
 
 
 def renew_client_locks(client: Any) -> None:
-    """In a forked child, before any thread runs there: free the locks of ``client`` and its pool.
+    """In a forked child, before any thread runs there: free every lock of ``client``, its pool and
+    their event dispatchers.
 
-    redis-py replaces a pool's connections in a child by itself, but under the pool's lock; if one
-    of the parent's threads (a listener, a monitor, a worker) held that lock at the fork, the child
-    would wait for it forever. The attributes are redis-py's own (present in 4.x to 7.x); any that
-    is missing is left alone.
+    redis-py replaces a pool's connections in a child by itself, but under the pool's lock, and
+    releasing a connection dispatches an event under the dispatcher's lock; if one of the parent's
+    threads (a listener, a monitor, a worker) held either at the fork, the child would wait for it
+    forever. Every attribute of those objects that a child can renew (a lock, a condition) is
+    renewed, so that a lock a later redis-py adds is covered too.
     """
     pool = getattr(client, "connection_pool", None)
-    for owner, name in ((pool, "_lock"), (pool, "_fork_lock"), (client, "single_connection_lock")):
-        reinit = getattr(getattr(owner, name, None), "_at_fork_reinit", None)
-        if callable(reinit):
-            reinit()
+    owners = (client, pool, getattr(pool, "_event_dispatcher", None), getattr(client, "_event_dispatcher", None))
+    for owner in owners:
+        for value in list(getattr(owner, "__dict__", {}).values()):
+            reinit = getattr(value, "_at_fork_reinit", None)
+            if callable(reinit):
+                reinit()
 
 
 def connect(url: str, *, timeout: float = 2.0) -> Any:

@@ -109,9 +109,21 @@ def test_forks_of_a_redis_desk_never_deadlock_and_the_parent_hears_each_child(re
     client.close()
 
 
-def test_a_child_forked_while_another_thread_held_the_redis_pool_lock_can_use_the_store(redis_server: Any) -> None:
-    """redis-py resets its pool in a child under the pool's lock: one held by another thread at the fork
-    (a listener, a monitor) would stay held in the child forever."""
+def _pool_lock(client: Any) -> Any:
+    return client.connection_pool._lock
+
+
+def _dispatcher_lock(client: Any) -> Any:
+    return client.connection_pool._event_dispatcher._lock
+
+
+@pytest.mark.parametrize("lock_of", [_pool_lock, _dispatcher_lock], ids=["pool", "event dispatcher"])
+def test_a_child_forked_while_another_thread_held_a_redis_client_lock_can_use_the_store(
+    redis_server: Any, lock_of: Any
+) -> None:
+    """redis-py resets its pool in a child under the pool's lock, and dispatches an event under its
+    dispatcher's lock each time a connection goes back to the pool: either, held by another thread at
+    the fork (a listener, a monitor), would stay held in the child forever."""
     from circuit_breakers.redis import RedisStore  # noqa: PLC0415
 
     client = redis_server.client(socket_timeout=2.0, socket_connect_timeout=2.0)
@@ -120,7 +132,7 @@ def test_a_child_forked_while_another_thread_held_the_redis_pool_lock_can_use_th
     held, done = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with client.connection_pool._lock:
+        with lock_of(client):
             held.set()
             done.wait(WAIT)
 
