@@ -27,6 +27,24 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_ping(process: subprocess.Popen[bytes], port: int) -> None:
+    """Wait until the redis-server ``process`` answers PING on ``port``; RuntimeError if it exits or
+    stays silent for 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as connection:
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
+        time.sleep(0.02)  # waiting for a process to accept connections, bounded by the deadline
+    raise RuntimeError("redis-server did not answer PING within 10 s")
+
+
 class RedisServer:
     """One redis-server process in its own directory, restartable.
 
@@ -71,19 +89,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as connection:
-                    connection.sendall(b"PING\r\n")
-                    if connection.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            time.sleep(0.02)  # waiting for a process to accept connections, bounded by the deadline
-        raise RuntimeError("redis-server did not answer PING within 10 s")
+        wait_for_ping(self.process, self.port)
 
     def kill(self) -> None:
         """SIGKILL the server (what an outage looks like); the append-only file stays."""

@@ -31,7 +31,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Callable, Iterator, NoReturn, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
 from circuit_breakers.errors import (
     CircuitBreakerError,
@@ -41,6 +41,7 @@ from circuit_breakers.errors import (
 )
 from circuit_breakers.ops import render
 from circuit_breakers.ops.state import DeskState
+from circuit_breakers.trading.audit import quiet_library
 
 EXIT_OK, EXIT_REDUCING, EXIT_HALTED, EXIT_STATE = 0, 1, 2, 3
 EXIT_WRONG_KEY, EXIT_REFUSED = 4, 5
@@ -131,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "circuit-breakers"
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command in ("demo", "demo-follower"):
         return _demo(args)
-    with _quiet_library():
+    with quiet_library():
         try:
             return _COMMANDS[args.command](args)
         except Failed as failed:
@@ -152,18 +153,6 @@ def _silence_stdout() -> None:
     with contextlib.suppress(OSError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-
-
-@contextlib.contextmanager
-def _quiet_library() -> Iterator[None]:
-    """The library's own log records (audit lines, warnings) are not this command's output."""
-    library = logging.getLogger("circuit_breakers")
-    level = library.level
-    library.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        library.setLevel(level)
 
 
 def _open(args: argparse.Namespace) -> DeskState:

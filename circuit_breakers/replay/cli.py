@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
-from collections.abc import Iterator
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 from circuit_breakers.errors import ConfigError, ConfigTypeError
@@ -23,6 +21,7 @@ from circuit_breakers.replay.engine import replay
 from circuit_breakers.replay.history import HistoryError, read_csv
 from circuit_breakers.replay.plot import PlotError, plot_replay, plot_sweep, require_matplotlib
 from circuit_breakers.replay.sweep import sweep
+from circuit_breakers.trading.audit import quiet_library
 from circuit_breakers.trading.config_file import LimitsFile, load_config, parse_value
 
 EXIT_OK = 0
@@ -38,18 +37,6 @@ class _Failed(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-@contextlib.contextmanager
-def _library_quiet() -> Iterator[None]:
-    """Keep the library's log records (kill-switch audit lines) out of the command's output."""
-    library = logging.getLogger("circuit_breakers")
-    level = library.level
-    library.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        library.setLevel(level)
 
 
 def _positive_int(text: str) -> int:
@@ -93,7 +80,7 @@ def _limits(path: Optional[str]) -> Optional[LimitsFile]:
 
 def _run(prog: str, work: Callable[[], int], err: Print) -> int:
     try:
-        with _library_quiet():
+        with quiet_library():
             return work()
     except _Failed as failed:
         err(f"{prog}: error: {failed}")

@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 from decimal import Decimal
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Sequence, Union
 
 from circuit_breakers.clock import Clock
 from circuit_breakers.errors import ConfigError, ConfigTypeError, StateStoreError
@@ -234,6 +234,19 @@ class AuditLog:
 
     def __repr__(self) -> str:
         return f"AuditLog({self._path!r}, logger={self._logger.name!r})"
+
+
+@contextlib.contextmanager
+def quiet_library() -> Iterator[None]:
+    """Keep the library's log records (audit lines, warnings) out of a command's own output while
+    the block runs: for the command lines, whose output is what they print."""
+    library = logging.getLogger("circuit_breakers")
+    level = library.level
+    library.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        library.setLevel(level)
 
 
 def parse_lines(lines: Sequence[str], where: str) -> List[Dict[str, Any]]:

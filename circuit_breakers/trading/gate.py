@@ -94,12 +94,6 @@ _UNTRACKED_FOR = 86_400.0
 """Seconds an order sent without a client_order_id is assumed to be still working (a trading day)."""
 
 
-def _less(total: Decimal, quantity: Decimal, price: Decimal) -> Decimal:
-    """``total - quantity * price``; called through :func:`computed`, so exact whatever the caller's
-    decimal context (a precision of 3 would otherwise leave the pending exposure off once released)."""
-    return total - quantity * price
-
-
 class PreTradeGate:
     """Per-order checks over :class:`OrderLimits`; thread-safe."""
 
@@ -398,11 +392,7 @@ class PreTradeGate:
             entry = self._pending_entry(client_order_id)
             if not 0 < amount <= entry.remaining:
                 raise ConfigError(f"fill quantity must be in (0, {entry.remaining}], got {quantity!r}")
-            # In the rules' context: a fill reported from a thread with a precision of 3 must not
-            # round what is still working, nor leave exposure counted (or uncounted) once released.
-            entry.remaining = computed(_less, entry.remaining, amount, Decimal(1))
-            if not entry.reduces:
-                self._pending_notional = computed(_less, self._pending_notional, amount, entry.price)
+            computed(self._take, entry, amount)
             if entry.remaining == 0:
                 self._drop(client_order_id, forget=False)
             return entry.remaining
@@ -443,12 +433,20 @@ class PreTradeGate:
             raise UnknownOrderError(client_order_id)
         return entry
 
+    def _take(self, entry: _Pending, quantity: Decimal) -> None:
+        """Take ``quantity`` off ``entry`` and its exposure off the pending total. Lock held; call it
+        through :func:`~circuit_breakers.trading.rules.computed`, so that a fill or cancel reported
+        from a thread with a precision of 3 neither rounds what is still working nor leaves exposure
+        counted (or uncounted) once released."""
+        entry.remaining -= quantity
+        if not entry.reduces:
+            self._pending_notional -= quantity * entry.price
+
     def _drop(self, client_order_id: str, *, forget: bool = True) -> None:
         """Stop counting a pending order and, with ``forget``, its duplicate memory too (a cancelled or
         rejected order may be sent again). Lock held; UnknownOrderError if not pending."""
         entry = self._pending_entry(client_order_id)
-        if not entry.reduces:
-            self._pending_notional = computed(_less, self._pending_notional, entry.remaining, entry.price)
+        computed(self._take, entry, entry.remaining)
         del self._pending[client_order_id]
         if forget:
             self._recent.pop(entry.order.fingerprint, None)

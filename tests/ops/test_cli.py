@@ -203,7 +203,7 @@ def test_wrong_keys_from_the_command_line_count_toward_the_lockout(tmp_path: Pat
     path = tmp_path / "desk.db"
     from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers  # noqa: PLC0415
 
-    from ..trading.conftest import FlatPortfolio  # noqa: PLC0415
+    from ..providers import FlatPortfolio  # noqa: PLC0415
 
     desk = TradingCircuitBreakers(FlatPortfolio(), TradingBreakerConfig(), reset_key=KEY, state_path=path)
     desk.engage_kill_switch("test")
@@ -223,7 +223,7 @@ def test_the_key_never_comes_from_the_arguments(tmp_path: Path) -> None:
 def test_a_key_file_is_read(tmp_path: Path) -> None:
     from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers  # noqa: PLC0415
 
-    from ..trading.conftest import FlatPortfolio  # noqa: PLC0415
+    from ..providers import FlatPortfolio  # noqa: PLC0415
 
     path = tmp_path / "desk.db"
     desk = TradingCircuitBreakers(FlatPortfolio(), TradingBreakerConfig(), reset_key=KEY, state_path=path)

@@ -21,7 +21,7 @@ import pytest
 from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers
 
 from ..paths import ROOT, env_for_subprocess
-from ..trading.conftest import FlatPortfolio
+from ..providers import FlatPortfolio
 from .test_cli import KEY, command
 
 WAIT = 15.0

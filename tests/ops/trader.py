@@ -10,27 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from decimal import Decimal
 from typing import Any
 
 from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers
-
-
-class Provider:
-    def get_total_value(self) -> Decimal:
-        return Decimal(1_000_000)
-
-    def get_daily_pnl(self) -> Decimal:
-        return Decimal(0)
-
-    def get_daily_pnl_pct(self) -> Decimal:
-        return Decimal(0)
-
-    def get_max_drawdown(self) -> Decimal:
-        return Decimal(0)
-
-    def get_position_concentration(self, symbol: str) -> Decimal:
-        return Decimal(0)
+from tests.providers import FlatPortfolio
 
 
 def main() -> None:
@@ -47,7 +30,7 @@ def main() -> None:
 
         options = {"store": RedisStore(connect(args.redis, timeout=1.0), args.namespace, resync_seconds=0.2)}
     config = TradingBreakerConfig(check_interval_seconds=0.05)
-    breakers = TradingCircuitBreakers(Provider(), config, reset_key=args.key, **options)
+    breakers = TradingCircuitBreakers(FlatPortfolio(), config, reset_key=args.key, **options)
     halted = threading.Event()
 
     def killed(reason: str) -> None:

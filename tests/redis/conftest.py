@@ -21,7 +21,7 @@ from circuit_breakers.redis import RedisStore
 from tests.redis.servers import Server, SteppedServer, quick_client
 from tests.redis_server import RedisServer, _require_server
 
-from ..trading.conftest import FlatPortfolio
+from ..providers import FlatPortfolio
 
 KEY = "desk-reset-key"
 RESYNC = 0.2  # the stores' resync_seconds

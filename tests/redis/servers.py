@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -18,7 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.redis_server import INSTALL_HINT, RedisServer
+from tests.redis_server import INSTALL_HINT, RedisServer, wait_for_ping
 
 SOCKET_TIMEOUT = 0.3
 """Every client of these tests: a dead or hung server costs this, not redis-py's default retries (10 s)."""
@@ -64,19 +62,7 @@ class Server(RedisServer):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as connection:
-                    connection.sendall(b"PING\r\n")
-                    if connection.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            time.sleep(0.02)  # waiting for a process to accept connections, bounded by the deadline
-        raise RuntimeError("redis-server did not answer PING within 10 s")
+        wait_for_ping(self.process, self.port)
 
 
 class SteppedServer(Server):

@@ -128,44 +128,7 @@ def test_window_memory_is_bounded(make: Make, succeed: Drive, redis_client: redi
     assert redis_client.hlen("ns:cb:test") <= 11
 
 
-# --- threads ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("limit", [1, 3])
-def test_half_open_admits_exactly_half_open_max_calls_under_16_threads(make: Make, limit: int) -> None:
-    threads = 16
-    breaker = make(failure_threshold=1, half_open_max_calls=limit, success_threshold=limit)
-    breaker.record_failure("trip")
-    wait_half_open(breaker)
-    lock = threading.Lock()
-    counts = {"admitted": 0, "rejected": 0}
-    decided = threading.Event()
-    retry_afters: List[Optional[float]] = []
-    start = threading.Barrier(threads, timeout=JOIN_TIMEOUT)
-
-    def note(kind: str) -> None:
-        with lock:
-            counts[kind] += 1
-            if counts["admitted"] + counts["rejected"] == threads:
-                decided.set()
-
-    def trial() -> str:
-        note("admitted")
-        assert decided.wait(timeout=JOIN_TIMEOUT), "other threads were never decided"
-        return "ok"
-
-    def work(index: int) -> None:
-        start.wait()
-        try:
-            breaker.call(trial)
-        except CircuitOpenException as exc:
-            retry_afters.append(exc.retry_after)
-            note("rejected")
-
-    assert run_threads(threads, work) == []
-    assert counts == {"admitted": limit, "rejected": threads - limit}
-    assert retry_afters == [0.0] * (threads - limit)
-    assert breaker.state is CLOSED
+# --- threads: the half-open limit under 16 threads is in tests/test_breaker_threads.py, for both ----
 
 
 # --- callbacks --------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from typing import Callable, Iterator
 import pytest
 
 from circuit_breakers import RedisStore, StateStoreError, TradingBreakerConfig, TradingCircuitBreakers
+from tests.providers import FlatPortfolio
 from tests.redis_server import RedisServer
-from tests.trading.conftest import FlatPortfolio
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> float:

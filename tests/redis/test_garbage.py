@@ -20,7 +20,7 @@ from circuit_breakers import RedisStore, TradingCircuitBreakers
 from tests.redis.conftest import KEY, Desk, wait_until
 from tests.redis.servers import Server, quick_client
 
-from ..trading.conftest import FlatPortfolio
+from ..providers import FlatPortfolio
 
 NS = "junk"
 KILL, DAY, PASSES, NO_ORDERS = "kill switch", "day halt", "passes", "orders refused"

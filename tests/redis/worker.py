@@ -22,7 +22,7 @@ import redis
 
 from circuit_breakers import TradingBreakerConfig, TradingCircuitBreakers
 from circuit_breakers.redis import RedisStore
-from tests.trading.conftest import FlatPortfolio
+from tests.providers import FlatPortfolio
 
 KEY = "shared-desk-key"
 

@@ -21,13 +21,15 @@ import traceback
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Tuple
 
+from tests.providers import FlatPortfolio
+
 WATCHDOG = 10  # seconds a child may live; a deadlocked child is killed by SIGALRM
 WAIT = 5.0  # bound on every wait for another thread's or process's effect
 
 Report = Callable[..., None]
 
 
-class Portfolio:
+class Portfolio(FlatPortfolio):
     """A PortfolioProvider that a child never blocks in (a lock of the test's own held at the fork would hang it).
 
     In its creator's process the monitor thread can be parked in a reading (``park``), where it holds no
@@ -51,18 +53,6 @@ class Portfolio:
             self.parked.set()
             self.unpark.wait(WAIT)
         return self.total_value
-
-    def get_daily_pnl(self) -> Decimal:
-        return Decimal(0)
-
-    def get_daily_pnl_pct(self) -> Decimal:
-        return Decimal(0)
-
-    def get_max_drawdown(self) -> Decimal:
-        return Decimal(0)
-
-    def get_position_concentration(self, symbol: str) -> Decimal:
-        return Decimal(0)
 
 
 class GatedPortfolio(Portfolio):

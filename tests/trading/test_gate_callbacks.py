@@ -8,36 +8,53 @@ from typing import Any, List
 
 import pytest
 
-from circuit_breakers import ManualClock, OrderDecision
+from circuit_breakers import ManualClock, OrderDecision, TradingCircuitBreakers
 
 from .order_fakes import START, WAIT, Desk, make_breakers, order
+
+
+def time_passes_while_deciding(desk: Desk, clock: ManualClock, seconds: float) -> None:
+    """Move ``clock`` on to ``seconds`` at the order's concentration look: between the gate's first
+    look at the trading state and its second, under its lock."""
+    looked = desk.get_position_concentration
+
+    def later(symbol: str) -> Any:
+        if clock.monotonic() < seconds:
+            clock.advance(seconds)
+        return looked(symbol)
+
+    desk.get_position_concentration = later  # type: ignore[method-assign]
+
+
+def halted_then_cleared(desk: Desk, clock: ManualClock) -> TradingCircuitBreakers:
+    """A daily-loss halt whose reading has cleared: it lifts once its 60 s cooldown has passed."""
+    breakers = make_breakers(desk, clock=clock, auto_recovery=True, cooldown_seconds=60)
+    desk.daily_pnl_pct = Decimal("-3")
+    breakers.check_now()
+    desk.daily_pnl_pct = Decimal(0)
+    breakers.check_now()
+    return breakers
+
+
+def check_order_on_a_thread(breakers: TradingCircuitBreakers, what: str) -> List[OrderDecision]:
+    """check_order() on a thread of its own, which must end within the bound (else: a deadlock)."""
+    decided: List[OrderDecision] = []
+    worker = threading.Thread(target=lambda: decided.append(breakers.check_order(order())), daemon=True)
+    worker.start()
+    worker.join(WAIT)
+    assert not worker.is_alive(), f"check_order deadlocked on the gate lock held around {what}"
+    return decided
 
 
 def test_a_recovery_callback_that_checks_an_order_does_not_wait_for_the_gate_lock() -> None:
     clock = ManualClock(start=START)
     desk = Desk()
-    breakers = make_breakers(desk, clock=clock, auto_recovery=True, cooldown_seconds=60)
+    breakers = halted_then_cleared(desk, clock)
     try:
-        desk.daily_pnl_pct = Decimal("-3")
-        breakers.check_now()
-        desk.daily_pnl_pct = Decimal(0)
-        breakers.check_now()  # the reading clears; the halt lifts once the cooldown has passed
         seen: List[Any] = []
         breakers.register_recovery_callback(lambda name: seen.append((name, breakers.check_order(order()))))
-        looked = desk.get_position_concentration
-
-        def cooldown_passes_meanwhile(symbol: str) -> Any:
-            # the halt lifts between the first look at the state and the one under the gate's lock
-            if not seen and clock.monotonic() < 61:
-                clock.advance(61)
-            return looked(symbol)
-
-        desk.get_position_concentration = cooldown_passes_meanwhile  # type: ignore[method-assign]
-        decided: List[OrderDecision] = []
-        worker = threading.Thread(target=lambda: decided.append(breakers.check_order(order())), daemon=True)
-        worker.start()
-        worker.join(WAIT)
-        assert not worker.is_alive(), "check_order deadlocked on the gate lock held around its own callback"
+        time_passes_while_deciding(desk, clock, 61)  # the halt lifts between the gate's two looks
+        decided = check_order_on_a_thread(breakers, "its own callback")
         assert seen == [("daily_loss", OrderDecision(True))]
         assert decided == [OrderDecision(True)]
     finally:
@@ -51,25 +68,14 @@ class Interrupted(BaseException):
 def test_an_order_whose_callback_interrupts_its_decision_is_released() -> None:
     clock = ManualClock(start=START)
     desk = Desk()
-    breakers = make_breakers(desk, clock=clock, auto_recovery=True, cooldown_seconds=60)
+    breakers = halted_then_cleared(desk, clock)
     try:
-        desk.daily_pnl_pct = Decimal("-3")
-        breakers.check_now()
-        desk.daily_pnl_pct = Decimal(0)
-        breakers.check_now()
 
         def interrupt(name: str) -> None:
             raise Interrupted(name)
 
         breakers.register_recovery_callback(interrupt)
-        looked = desk.get_position_concentration
-
-        def cooldown_passes_meanwhile(symbol: str) -> Any:
-            if clock.monotonic() < 61:
-                clock.advance(61)
-            return looked(symbol)
-
-        desk.get_position_concentration = cooldown_passes_meanwhile  # type: ignore[method-assign]
+        time_passes_while_deciding(desk, clock, 61)
         sent = order(client_order_id="c-1")
         ran: List[bool] = []
         with pytest.raises(Interrupted), breakers.trade_guard(sent):
@@ -102,20 +108,8 @@ def test_a_connection_callback_that_checks_an_order_does_not_wait_for_the_gate_l
                 seen.append((new.value, breakers.check_order(order())))
 
         connection.register_state_change_callback(on_change)
-        looked = desk.get_position_concentration
-
-        def timeout_passes_meanwhile(symbol: str) -> Any:
-            # the connection breaker's open timeout ends between the first look and the one under the lock
-            if clock.monotonic() < 31:
-                clock.advance(31)
-            return looked(symbol)
-
-        desk.get_position_concentration = timeout_passes_meanwhile  # type: ignore[method-assign]
-        decided: List[OrderDecision] = []
-        worker = threading.Thread(target=lambda: decided.append(breakers.check_order(order())), daemon=True)
-        worker.start()
-        worker.join(WAIT)
-        assert not worker.is_alive(), "check_order deadlocked on the gate lock held around a connection callback"
+        time_passes_while_deciding(desk, clock, 31)  # the open timeout ends between the gate's two looks
+        decided = check_order_on_a_thread(breakers, "a connection callback")
         assert seen == [("half_open", OrderDecision(True))]
         assert decided == [OrderDecision(True)]
     finally:
