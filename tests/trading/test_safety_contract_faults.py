@@ -50,7 +50,8 @@ def test_a_store_turned_to_garbage_engages_every_owner_until_a_keyed_reset(desk:
     assert first.reset_kill_switch(RESET_KEY) is True  # starts the store afresh
     assert first.can_trade(), first.get_blocking_reasons()
     desk.sees(second, second.can_trade)
-    assert desk.owner(reset_key=None).can_trade()
+    third = desk.owner(reset_key=None)
+    assert third.can_trade(), (third.get_blocking_reasons(), audit.events())
     events = audit.events()
     assert events.index("kill_switch_engaged") < events.index("state_restarted") < events.index("kill_switch_reset")
 
@@ -108,7 +109,8 @@ def test_a_bad_record_engages_the_kill_switch_names_it_and_is_rewritten(
     assert second.reset_kill_switch(RESET_KEY) is True
     assert second.can_trade()
     desk.sees(first, first.can_trade)
-    assert desk.owner(reset_key=None).can_trade()
+    third = desk.owner(reset_key=None)
+    assert third.can_trade(), third.get_blocking_reasons()
 
 
 @pytest.mark.parametrize(
